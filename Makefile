@@ -1,0 +1,35 @@
+# One task vocabulary for people, hooks and CI: make run | test | lint | bench | loadtest.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+RUN := $(UV) run --frozen
+export POLKU_DATA_DIR ?= $(CURDIR)/var
+export UV_LINK_MODE ?= copy
+
+.PHONY: setup run test lint bench loadtest world train serve clean
+
+setup:  ## install uv if missing, then the locked environment
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --user "uv==$(UV_VERSION)" || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
+	@$(UV) sync --frozen --quiet
+
+run: setup  ## the main job: world -> champion -> store -> service on 127.0.0.1:8000
+	@$(RUN) polku up
+
+lint: setup
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
+	$(RUN) lint-imports
+
+test: setup lint  ## the whole suite (SQLite and PostgreSQL)
+	$(RUN) pytest -n 2 --dist loadgroup -q
+
+bench: setup
+	$(RUN) python -m benchmarks.run
+
+loadtest: setup
+	$(RUN) python -m benchmarks.loadtest --duration 60 --rate 200
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

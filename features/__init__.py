@@ -1,0 +1,1 @@
+"""Polku features package."""

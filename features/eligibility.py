@@ -1,0 +1,201 @@
+"""Hard eligibility rules per centre and per item, vectorised over a catalogue, with a reason for every exclusion.
+
+Rules run before anything is ranked (domain.md §9.2). A rule that fails excludes the item; the first failing
+rule, in the order of :data:`REASONS`, is the reason reported. Soft mismatches (a language gap of one or two
+sub-levels, a missing skill) are not exclusions: the ranker weighs them and the explanation names the gap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from features.centres import CENTRES, Centre
+from features.language import level_ordinal
+from features.records import KINDS, LITERACY_LEVELS, ROUTES, ClientProfile, Opportunity
+from features.taxonomy import Taxonomy, default_taxonomy
+
+# Reason codes; index 0 means eligible. Order = the order in which rules are checked.
+REASONS: Final[tuple[str, ...]] = (
+    "eligible",
+    "other_centre",
+    "centre_min_age",
+    "item_age",
+    "client_type",
+    "work_permit",
+    "integration_period",
+    "centre_language_gate",
+    "language_gate",
+    "literacy_gate",
+    "education_prerequisite",
+    "recognition_missing",
+    "no_seats",
+    "no_intake",
+    "too_far",
+)
+REASON_INDEX: Final[dict[str, int]] = {r: i for i, r in enumerate(REASONS)}
+
+# A language shortfall of up to this many sub-levels (after S2 support) is a gap to explain, not a gate:
+# the counsellor can pair the item with a language step. Beyond it, the item is out of reach for now.
+MAX_SOFT_LANGUAGE_STEPS: Final = 2
+# S2 support offsets this many sub-levels of the requirement (domain.md: S2-supported degrees and work trials).
+S2_OFFSET_STEPS: Final = 2
+_LANGS: Final = ("fi", "sv", "en")
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """Why one item is excluded for one client."""
+
+    opportunity_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class EligibilityResult:
+    """Eligibility of every catalogue item for one client.
+
+    Attributes:
+        reason_codes: int8 per catalogue item, 0 = eligible, else an index into :data:`REASONS`.
+        opportunity_ids: catalogue ids in the evaluator's order.
+    """
+
+    reason_codes: npt.NDArray[np.int8]
+    opportunity_ids: tuple[str, ...]
+
+    @property
+    def mask(self) -> npt.NDArray[np.bool_]:
+        """True where the item is eligible."""
+        return self.reason_codes == 0
+
+    @property
+    def eligible_indices(self) -> npt.NDArray[np.intp]:
+        """Catalogue positions of the eligible items."""
+        return np.flatnonzero(self.reason_codes == 0)
+
+    def excluded_counts(self) -> dict[str, int]:
+        """Number of excluded items per reason (reasons with none are left out)."""
+        counts = np.bincount(self.reason_codes.astype(np.intp), minlength=len(REASONS))
+        return {REASONS[i]: int(c) for i, c in enumerate(counts) if i > 0 and c > 0}
+
+    def reason_for(self, opportunity_id: str) -> str | None:
+        """The exclusion reason of one item, ``None`` when it is eligible or not in the catalogue."""
+        try:
+            pos = self.opportunity_ids.index(opportunity_id)
+        except ValueError:
+            return None
+        code = int(self.reason_codes[pos])
+        return None if code == 0 else REASONS[code]
+
+    def exclusions(self) -> list[Exclusion]:
+        """Every excluded item with its reason."""
+        return [Exclusion(self.opportunity_ids[i], REASONS[int(c)]) for i, c in enumerate(self.reason_codes) if c != 0]
+
+
+class EligibilityEvaluator:
+    """Applies centre and item rules to a whole catalogue at once (numpy, no per-item Python loop)."""
+
+    def __init__(
+        self,
+        opportunities: Sequence[Opportunity],
+        *,
+        taxonomy: Taxonomy | None = None,
+        centres: dict[str, Centre] | None = None,
+    ) -> None:
+        self.taxonomy = taxonomy or default_taxonomy()
+        self.centres = centres or CENTRES
+        self.opportunities = tuple(opportunities)
+        self.opportunity_ids = tuple(o.opportunity_id for o in self.opportunities)
+        self.position = {oid: i for i, oid in enumerate(self.opportunity_ids)}
+        n = len(self.opportunities)
+        ops = self.opportunities
+        centre_ids = list(self.centres)
+        self._centre = np.array([centre_ids.index(o.centre) for o in ops], dtype=np.int16)
+        self._kind = np.array([KINDS.index(o.kind) for o in ops], dtype=np.int8)
+        self._route = np.array([ROUTES.index(o.route) if o.route else -1 for o in ops], dtype=np.int8)
+        self._min_age = np.array([o.rules.min_age or 0 for o in ops], dtype=np.int16)
+        self._max_age = np.array([o.rules.max_age or 200 for o in ops], dtype=np.int16)
+        self._allows_te = np.array(["te" in o.rules.client_types for o in ops], dtype=bool)
+        self._allows_mun = np.array(["municipal" in o.rules.client_types for o in ops], dtype=bool)
+        self._needs_permit = np.array([o.rules.requires_work_permit or o.kind != "training" for o in ops], dtype=bool)
+        self._integration_only = np.array([o.rules.integration_period_only for o in ops], dtype=bool)
+        self._s2 = np.array([o.s2_support for o in ops], dtype=bool)
+        self._min_lang = np.zeros((n, len(_LANGS)), dtype=np.int16)
+        for i, o in enumerate(ops):
+            for j, lang in enumerate(_LANGS):
+                if lang in o.min_language:
+                    self._min_lang[i, j] = level_ordinal(o.min_language[lang])
+        self._min_lit = np.array([LITERACY_LEVELS.index(o.min_literacy) for o in ops], dtype=np.int8)
+        self._min_isced = np.array([o.min_isced or 0 for o in ops], dtype=np.int8)
+        self._needs_recognition = np.array([o.requires_recognition for o in ops], dtype=bool)
+        self._seats_left = np.array([o.seats_left for o in ops], dtype=np.int32)
+        self._continuous = np.array([o.intake.continuous for o in ops], dtype=bool)
+        last = [max(o.intake.dates).toordinal() if o.intake.dates else 0 for o in ops]
+        self._last_intake = np.array(last, dtype=np.int64)
+        self.municipalities = tuple(sorted({o.municipality for o in ops}))
+        mun_pos = {m: i for i, m in enumerate(self.municipalities)}
+        self._mun = np.array([mun_pos[o.municipality] for o in ops], dtype=np.int32)
+        self._dist_cache: dict[str, npt.NDArray[np.float32]] = {}
+
+    def __len__(self) -> int:
+        return len(self.opportunities)
+
+    def distances_from(self, municipality: str) -> npt.NDArray[np.float32]:
+        """Travel distance (km) from a municipality to every catalogue item."""
+        row = self._dist_cache.get(municipality)
+        if row is None:
+            row = self.taxonomy.distance_matrix([municipality], list(self.municipalities))[0]
+            self._dist_cache[municipality] = row
+        return row[self._mun]
+
+    def evaluate(self, client: ClientProfile, on: date) -> EligibilityResult:
+        """Evaluate every item of the catalogue for one client on a given day."""
+        if not isinstance(client, ClientProfile):
+            raise TypeError("EligibilityEvaluator.evaluate accepts a ClientProfile only")
+        n = len(self.opportunities)
+        codes = np.zeros(n, dtype=np.int8)
+        centre = self.centres[client.centre]
+        rules = centre.rules
+
+        def apply(reason: str, failed: npt.NDArray[np.bool_]) -> None:
+            codes[(codes == 0) & failed] = REASON_INDEX[reason]
+
+        apply("other_centre", self._centre != list(self.centres).index(client.centre))
+        if client.age < rules.min_age:
+            apply("centre_min_age", np.ones(n, dtype=bool))
+        apply("item_age", (client.age < self._min_age) | (client.age > self._max_age))
+        ctype_ok = self._allows_te if client.status.client_type == "te" else self._allows_mun
+        if client.status.client_type not in rules.client_types:
+            ctype_ok = np.zeros(n, dtype=bool)
+        apply("client_type", ~ctype_ok)
+        if not client.status.work_permit:
+            apply("work_permit", self._needs_permit)
+        if not client.status.in_integration_period:
+            apply("integration_period", self._integration_only)
+        client_lang = np.array([client.language_ordinal(lang) for lang in _LANGS], dtype=np.int16)
+        if rules.group_services_min_finnish is not None and rules.group_routes:
+            group = np.isin(self._route, [ROUTES.index(r) for r in rules.group_routes])  # type: ignore[arg-type]
+            if client_lang[0] < level_ordinal(rules.group_services_min_finnish):
+                apply("centre_language_gate", group)
+        offset = np.where(self._s2, S2_OFFSET_STEPS, 0)[:, None]
+        shortfall = np.clip(self._min_lang - client_lang[None, :] - offset, 0, None)
+        # Any one of the required languages suffices when several are listed (fi or sv or en working language).
+        required = self._min_lang > 0
+        per_lang_ok = np.where(required, shortfall <= MAX_SOFT_LANGUAGE_STEPS, False)
+        lang_ok = ~required.any(axis=1) | per_lang_ok.any(axis=1)
+        apply("language_gate", ~lang_ok)
+        client_lit = LITERACY_LEVELS.index(client.literacy)
+        apply("literacy_gate", self._min_lit - client_lit > 1)
+        apply("education_prerequisite", self._min_isced > client.highest_isced)
+        recognised = any(e.recognition in ("recognised", "not_needed") for e in client.education)
+        if not recognised:
+            apply("recognition_missing", self._needs_recognition)
+        apply("no_seats", self._seats_left <= 0)
+        apply("no_intake", ~self._continuous & (self._last_intake < on.toordinal()))
+        apply("too_far", self.distances_from(client.constraints.municipality) > client.constraints.max_travel_km)
+        return EligibilityResult(reason_codes=codes, opportunity_ids=self.opportunity_ids)

@@ -1,0 +1,54 @@
+"""Feedback contract written by the service and read by training: counsellor decisions and outcomes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, Strict
+
+from features.records import ClientId, OpportunityId
+
+EventId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{7,79}$")]
+IsoDateTime = Annotated[datetime, Strict(False)]
+
+RejectReason = Literal[
+    "not_interested",
+    "language_too_demanding",
+    "timing",
+    "travel",
+    "health_or_capacity",
+    "already_planned",
+    "prerequisite_missing",
+    "other",
+]
+OutcomeKind = Literal["started", "completed", "dropped_out", "employed_6m", "employed_12m"]
+
+
+class DecisionEvent(BaseModel):
+    """A counsellor's decision on one suggestion (the human decides, and the decision becomes training data)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    event_id: EventId
+    type: Literal["decision"] = "decision"
+    client_id: ClientId
+    opportunity_id: OpportunityId
+    decision: Literal["accepted", "rejected"]
+    reason_code: RejectReason | None = None
+    rank_shown: int | None = Field(default=None, ge=1, le=1000)
+    model_version: str | None = Field(default=None, max_length=64)
+    occurred_at: IsoDateTime
+
+
+class OutcomeEvent(BaseModel):
+    """What happened after a step was taken, at several horizons (domain.md §9.16)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    event_id: EventId
+    type: Literal["outcome"] = "outcome"
+    client_id: ClientId
+    opportunity_id: OpportunityId
+    outcome: OutcomeKind
+    occurred_at: IsoDateTime

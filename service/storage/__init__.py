@@ -1,0 +1,1 @@
+"""Polku service.storage package."""

@@ -1,0 +1,1 @@
+"""Polku training.world package."""
