@@ -8,7 +8,7 @@ of origin) live in :class:`AuditAttributes`, a separate record that the feature 
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
@@ -91,7 +91,11 @@ SECTORS: tuple[Sector, ...] = (
 )
 
 
-def _tax():  # type: ignore[no-untyped-def]  # local import keeps module import free of file reads
+if TYPE_CHECKING:
+    from features.taxonomy import Taxonomy
+
+
+def _tax() -> Taxonomy:  # local import keeps module import free of file reads
     from features.taxonomy import default_taxonomy
 
     return default_taxonomy()
