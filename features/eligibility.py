@@ -188,7 +188,7 @@ class EligibilityEvaluator:
         required = self._min_lang > 0
         per_lang_ok = np.where(required, shortfall <= MAX_SOFT_LANGUAGE_STEPS, False)
         lang_ok = ~required.any(axis=1) | per_lang_ok.any(axis=1)
-        apply("language_gate", ~lang_ok)
+        apply("language_gate", np.asarray(~lang_ok, dtype=bool))
         client_lit = LITERACY_LEVELS.index(client.literacy)
         apply("literacy_gate", self._min_lit - client_lit > 1)
         apply("education_prerequisite", self._min_isced > client.highest_isced)
