@@ -21,6 +21,7 @@ lint: setup
 	$(RUN) ruff format --check .
 	$(RUN) mypy
 	$(RUN) lint-imports
+	$(RUN) hadolint Dockerfile
 
 test: setup lint  ## the whole suite (SQLite and PostgreSQL)
 	$(RUN) pytest -n 2 --dist loadgroup -q

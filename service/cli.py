@@ -1,5 +1,94 @@
-"""Typer sub-app for the HTTP process: serve, token."""
+"""Typer sub-app for the HTTP process: serve, token, load-world, export-training-data."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default POLKU_HOST or 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default POLKU_PORT or 8000).")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the API with uvicorn (SIGTERM: in-flight requests finish, then the process exits)."""
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings()
+    app_ = create_app(settings)
+    uvicorn.run(
+        app_,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=log_level,
+        timeout_graceful_shutdown=settings.graceful_shutdown_s,
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+@app.command()
+def token(
+    role: Annotated[str, typer.Option(help="counsellor, coordinator, data_scientist or admin.")],
+    centre: Annotated[str | None, typer.Option(help="Centre id (helsinki, espoo, vantaa, tampere, turku).")] = None,
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 8 * 3600,
+    sub: Annotated[str | None, typer.Option(help="Subject (staff pseudonym).")] = None,
+) -> None:
+    """Print a signed token for local use."""
+    from service.auth import mint_token
+    from service.settings import Settings
+
+    try:
+        typer.echo(mint_token(Settings(), role=role, centre=centre, subject=sub, ttl_s=ttl))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+@app.command("load-world")
+def load_world_cmd(
+    world: Annotated[Path | None, typer.Option("--world", help="World directory (default: <data>/world).")] = None,
+) -> None:
+    """Load a saved world's clients (with consents and audit attributes) and opportunities into the store."""
+    from features.paths import world_dir
+    from service.settings import Settings
+    from service.storage.db import make_engine, make_session_factory, migrate
+    from service.world_io import load_world
+
+    settings = Settings()
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    with make_session_factory(engine)() as session:
+        report = load_world(session, world or world_dir())
+    engine.dispose()
+    typer.echo(
+        f"loaded {report.clients} clients ({report.new_clients} new), {report.audit} audit records, "
+        f"{report.opportunities} opportunities ({report.new_opportunities} new)"
+    )
+
+
+@app.command("export-training-data")
+def export_training_data_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Output file (JSON lines).")],
+) -> None:
+    """Export de-identified profiles and feedback of clients who consented to model training."""
+    from service.export import export_training_data
+    from service.settings import Settings
+    from service.storage.db import make_engine, make_session_factory, migrate
+
+    settings = Settings()
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    with make_session_factory(engine)() as session:
+        report = export_training_data(session, out)
+    engine.dispose()
+    typer.echo(f"exported {report.clients} clients and {report.feedback} feedback events to {report.path}")

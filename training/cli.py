@@ -1,5 +1,135 @@
-"""Typer sub-app for offline work: world, train, evaluate, promote."""
+"""Typer sub-app for offline work: world, train, evaluate, promote, rollback (heavy imports inside commands)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+if TYPE_CHECKING:
+    from training.config import TrainConfig
+
 app = typer.Typer(no_args_is_help=True)
+
+WorldOption = Annotated[Path | None, typer.Option("--world", help="World directory (default: <data>/world).")]
+
+
+def _world_dir(path: Path | None) -> Path:
+    from features.paths import world_dir
+
+    return path if path is not None else world_dir()
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command("world")
+def world_cmd(
+    clients: Annotated[int, typer.Option("--clients", help="Number of clients.")] = 3000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 7,
+    out: Annotated[Path | None, typer.Option("--out", help="Output directory (default: <data>/world).")] = None,
+) -> None:
+    """Generate the synthetic world (clients, catalogue, history, truth) and save it."""
+    from training.world import generate_world
+
+    _setup_logging()
+    target = _world_dir(out)
+    world = generate_world(n_clients=clients, seed=seed)
+    world.save(target)
+    typer.echo(f"world: {len(world.clients)} clients, {len(world.opportunities)} opportunities -> {target}")
+
+
+@app.command("train")
+def train_cmd(
+    world: WorldOption = None,
+    promote: Annotated[bool, typer.Option("--promote/--no-promote", help="Apply the promotion gate.")] = True,
+    if_no_champion: Annotated[
+        bool, typer.Option("--if-no-champion", help="Promote only when there is no champion yet.")
+    ] = False,
+    config_file: Annotated[Path | None, typer.Option("--config", help="YAML file with TrainConfig fields.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Override the config seed.")] = None,
+) -> None:
+    """Train the LightGBM ranker, evaluate every ranker, log and register in MLflow, apply the gate."""
+    from training.train import train
+
+    _setup_logging()
+    cfg = _load_config(config_file, seed)
+    result = train(_world_dir(world), config=cfg, promote=promote or if_no_champion, if_no_champion=if_no_champion)
+    typer.echo(result.table)
+    typer.echo(f"run {result.run_id}; registered {cfg.registered_model_name} v{result.model_version}")
+    if result.decision is not None:
+        d = result.decision
+        typer.echo(f"promotion: v{d.version} -> {d.alias or 'no alias change'}: {d.reason}")
+
+
+def _load_config(config_file: Path | None, seed: int | None) -> TrainConfig:
+    from training.config import TrainConfig
+
+    data: dict[str, object] = {}
+    if config_file is not None:
+        import yaml
+
+        loaded = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise typer.BadParameter("the config file must hold a mapping of TrainConfig fields")
+        data.update(loaded)
+    if seed is not None:
+        data["seed"] = seed
+    return TrainConfig.model_validate(data)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    world: WorldOption = None,
+    model_uri: Annotated[str, typer.Option("--model", help="Model URI to evaluate.")] = "models:/polku-ranker@champion",
+    config_file: Annotated[Path | None, typer.Option("--config", help="YAML file with TrainConfig fields.")] = None,
+) -> None:
+    """Evaluate a registered model against the baselines and the oracle on the world's test cohort."""
+    from models.package import load_polku_model
+    from training.datasets import build_training_data
+    from training.evaluate import build_test_set, evaluate_models, markdown_table
+    from training.train import build_models
+    from training.world import World
+
+    _setup_logging()
+    cfg = _load_config(config_file, None)
+    w = World.load(_world_dir(world))
+    data = build_training_data(w, cfg)
+    models = {"model": load_polku_model(model_uri), **build_models(data, None, cfg)}
+    report = evaluate_models(models, build_test_set(w, data.split, cfg), cfg)
+    typer.echo(markdown_table(report))
+
+
+@app.command("promote")
+def promote_cmd(
+    version: Annotated[int, typer.Option("--version", help="Registered version to put through the gate.")],
+    world: WorldOption = None,
+) -> None:
+    """Re-evaluate a version and the champion on the world's test cohort and apply the promotion gate."""
+    from training.config import TrainConfig  # noqa: F811 - runtime import of the TYPE_CHECKING name
+    from training.datasets import time_split
+    from training.evaluate import build_test_set
+    from training.promote import promote
+    from training.world import World
+
+    _setup_logging()
+    cfg = TrainConfig()
+    w = World.load(_world_dir(world))
+    test = build_test_set(w, time_split(w, cfg.test_cohort), cfg)
+    d = promote(version, test=test, config=cfg)
+    typer.echo(f"promotion: v{d.version} -> {d.alias or 'no alias change'}: {d.reason}")
+
+
+@app.command("rollback")
+def rollback_cmd(
+    version: Annotated[int, typer.Option("--version", help="Version to make champion again.")],
+) -> None:
+    """Move the champion alias back to an earlier version (no gate)."""
+    from training.promote import rollback
+
+    _setup_logging()
+    previous = rollback(version)
+    typer.echo(f"champion: v{previous} -> v{version}")

@@ -1,0 +1,7 @@
+"""placeholder"""
+
+from typing import Any
+
+
+def run(section: Any, fx: Any) -> None:
+    raise NotImplementedError

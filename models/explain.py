@@ -1,0 +1,290 @@
+"""Explanations: reasons in words from ranker contributions, and gaps with the catalogue trainings that close them."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from features.eligibility import S2_OFFSET_STEPS
+from features.language import level_from_ordinal, level_ordinal
+from features.records import LITERACY_LEVELS, ClientProfile, Opportunity
+from features.taxonomy import Taxonomy, default_taxonomy
+from models.messages import LITERACY_NAMES, feature_family, gap_text, language_name, reason_text
+
+if TYPE_CHECKING:
+    from models.package import PolkuModel
+
+MAX_REASONS: Final = 3
+MAX_SKILL_GAPS: Final = 8
+MAX_REMEDIES: Final = 5
+_MIN_SHARE: Final = 0.05  # a family below this share of the positive total is noise, not a reason
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why an item is suggested: one feature family with a positive contribution.
+
+    Attributes:
+        code: the feature family (e.g. ``skills``, ``distance``).
+        text: the reason in the requested language.
+        weight: the family's summed contribution to the score.
+        features: feature names that make up the family's contribution.
+    """
+
+    code: str
+    text: str
+    weight: float
+    features: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Something the client lacks for an item, with the catalogue trainings that would close it.
+
+    Attributes:
+        kind: ``skill``, ``language``, ``literacy``, ``digital``, ``education`` or ``recognition``.
+        code: the skill URI, language code, or the kind again.
+        label: human label (skill name, language name).
+        have: the client's current level (None for skills).
+        need: the level needed.
+        text: the gap in the requested language.
+        remedies: opportunity ids of trainings whose completion closes the gap.
+    """
+
+    kind: str
+    code: str
+    label: str
+    have: str | None
+    need: str | None
+    text: str
+    remedies: list[str] = field(default_factory=list)
+
+
+class RemedyIndex:
+    """Which trainings of a catalogue close which gap (built once per catalogue).
+
+    Args:
+        catalogue: opportunities; only trainings are remedies.
+    """
+
+    def __init__(self, catalogue: Sequence[Opportunity]) -> None:
+        self.by_skill: dict[str, list[Opportunity]] = defaultdict(list)
+        self.by_language: dict[str, list[tuple[int, Opportunity]]] = defaultdict(list)
+        self.by_literacy: list[tuple[int, Opportunity]] = []
+        self.by_digital: list[tuple[int, Opportunity]] = []
+        self.by_isced: list[tuple[int, Opportunity]] = []
+        for o in catalogue:
+            if o.kind != "training":
+                continue
+            c = o.completion
+            for uri in c.skills_gained:
+                self.by_skill[uri].append(o)
+            for lang, level in c.language_reached.items():
+                self.by_language[lang].append((level_ordinal(level), o))
+            if c.literacy_reached is not None:
+                self.by_literacy.append((LITERACY_LEVELS.index(c.literacy_reached), o))
+            if c.digital_reached is not None:
+                self.by_digital.append((c.digital_reached, o))
+            if c.isced_reached is not None:
+                self.by_isced.append((c.isced_reached, o))
+
+    @staticmethod
+    def _pick(items: Sequence[Opportunity], centre: str | None, on: date | None) -> list[str]:
+        def usable(o: Opportunity) -> bool:
+            if centre is not None and o.centre != centre:
+                return False
+            return on is None or o.intake.next_start(on) is not None
+
+        return [o.opportunity_id for o in items if usable(o)][:MAX_REMEDIES]
+
+    def for_skill(self, uri: str, centre: str | None = None, on: date | None = None) -> list[str]:
+        """Trainings that give a skill."""
+        return self._pick(self.by_skill.get(uri, []), centre, on)
+
+    def for_language(self, lang: str, need: int, centre: str | None = None, on: date | None = None) -> list[str]:
+        """Trainings whose completion reaches at least ordinal ``need`` in ``lang`` (closest level first)."""
+        found = sorted((o for o in self.by_language.get(lang, []) if o[0] >= need), key=lambda t: t[0])
+        return self._pick([o for _, o in found], centre, on)
+
+    @staticmethod
+    def _reaching(table: Sequence[tuple[int, Opportunity]], need: int) -> list[Opportunity]:
+        return [o for _, o in sorted((t for t in table if t[0] >= need), key=lambda t: t[0])]
+
+    def for_literacy(self, need: int, centre: str | None = None, on: date | None = None) -> list[str]:
+        """Trainings reaching a literacy index (0 none, 1 basic, 2 functional)."""
+        return self._pick(self._reaching(self.by_literacy, need), centre, on)
+
+    def for_digital(self, need: int, centre: str | None = None, on: date | None = None) -> list[str]:
+        """Trainings reaching a digital skill level."""
+        return self._pick(self._reaching(self.by_digital, need), centre, on)
+
+    def for_isced(self, need: int, centre: str | None = None, on: date | None = None) -> list[str]:
+        """Trainings giving at least an ISCED level."""
+        return self._pick(self._reaching(self.by_isced, need), centre, on)
+
+
+def _family_contributions(
+    feature_names: Sequence[str], contributions_row: npt.ArrayLike
+) -> dict[str, tuple[float, list[str]]]:
+    row = np.asarray(contributions_row, dtype=np.float64).reshape(-1)[: len(feature_names)]
+    families: dict[str, tuple[float, list[str]]] = {}
+    for name, value in zip(feature_names, row, strict=True):
+        family = feature_family(name)
+        if not family or value == 0:
+            continue
+        total, names = families.get(family, (0.0, []))
+        families[family] = (total + float(value), [*names, name] if value > 0 else names)
+    return families
+
+
+def _reason_values(family: str, client: ClientProfile, item: Opportunity, lang: str, tax: Taxonomy) -> dict[str, Any]:
+    if family == "skills":
+        have = {s.uri for s in client.skills}
+        ess = item.required_skills.essential
+        return {"coverage": round(100 * sum(u in have for u in ess) / len(ess)) if ess else 100}
+    if family in ("prior_occupation", "goal_occupation"):
+        ref = item.occupation or item.completion.leads_to
+        label = ""
+        if ref is not None and ref.esco_uri is not None:
+            label = tax.occupation_label(ref.esco_uri, lang)
+        elif ref is not None and ref.isco is not None:
+            label = tax.isco_label(ref.isco, lang)
+        return {"occupation": label or item.title.get(lang)}
+    if family == "language_gain":
+        return {"level": item.completion.language_reached.get("fi", "")}
+    if family == "distance":
+        return {"km": round(tax.distance_km(client.constraints.municipality, item.municipality))}
+    if family == "start":
+        start = item.intake.next_start(date.today())
+        return {"start": start.isoformat() if start else "-"}
+    if family == "duration":
+        return {"weeks": round(item.duration_weeks)}
+    return {}
+
+
+def explain(
+    model: PolkuModel | Sequence[str],
+    client: ClientProfile,
+    item: Opportunity,
+    contributions_row: npt.ArrayLike,
+    lang: str = "en",
+    *,
+    max_reasons: int = MAX_REASONS,
+    taxonomy: Taxonomy | None = None,
+) -> list[Reason]:
+    """The strongest positive contributions of one suggestion, grouped by feature family, in words.
+
+    Args:
+        model: the model that scored the item (or just its feature names).
+        client: the client.
+        item: the suggested opportunity.
+        contributions_row: the item's row of ``ranker.contributions`` (bias column allowed at the end).
+        lang: fi, sv or en.
+        max_reasons: at most this many reasons.
+        taxonomy: vocabulary for labels (default: the shipped one).
+
+    Returns:
+        Reasons, strongest first; families contributing less than 5 % of the positive total are left out.
+    """
+    names = list(model) if not hasattr(model, "feature_names") else list(model.feature_names)  # type: ignore[union-attr]
+    tax = taxonomy or default_taxonomy()
+    families = _family_contributions(names, contributions_row)
+    positive = {f: v for f, v in families.items() if v[0] > 0}
+    total = sum(v[0] for v in positive.values())
+    reasons: list[Reason] = []
+    for family, (weight, feats) in sorted(positive.items(), key=lambda kv: -kv[1][0]):
+        if len(reasons) >= max_reasons or weight < _MIN_SHARE * total:
+            break
+        text = reason_text(family, lang, **_reason_values(family, client, item, lang, tax))
+        reasons.append(Reason(code=family, text=text, weight=weight, features=tuple(feats)))
+    return reasons
+
+
+def _language_gap(client: ClientProfile, item: Opportunity) -> tuple[str, int, int] | None:
+    """The required language with the smallest shortfall (any one suffices), if all fall short."""
+    best: tuple[str, int, int] | None = None
+    offset = S2_OFFSET_STEPS if item.s2_support else 0
+    for code, level in item.min_language.items():
+        need = max(level_ordinal(level) - offset, 0)
+        have = client.language_ordinal(code)
+        if have >= need:
+            return None
+        if best is None or need - have < best[1] - best[2]:
+            best = (code, need, have)
+    return best
+
+
+def gaps(
+    client: ClientProfile,
+    item: Opportunity,
+    catalogue: RemedyIndex | Sequence[Opportunity],
+    lang: str = "en",
+    *,
+    on: date | None = None,
+    taxonomy: Taxonomy | None = None,
+) -> list[Gap]:
+    """What the client lacks for an item (essential skills, language, literacy, digital, education), with remedies.
+
+    Args:
+        client: the client.
+        item: the opportunity.
+        catalogue: a :class:`RemedyIndex` (build once per catalogue) or the catalogue itself.
+        lang: fi, sv or en.
+        on: when given, only trainings with an intake on or after this day count as remedies.
+        taxonomy: vocabulary for labels.
+
+    Returns:
+        Gaps in a fixed order: language, literacy, digital, education, recognition, then missing skills.
+    """
+    index = catalogue if isinstance(catalogue, RemedyIndex) else RemedyIndex(catalogue)
+    tax = taxonomy or default_taxonomy()
+    centre = client.centre
+    out: list[Gap] = []
+    lg = _language_gap(client, item)
+    if lg is not None:
+        code, need, have = lg
+        need_s, have_s = level_from_ordinal(need), level_from_ordinal(have)
+        text = gap_text("language", lang, language=language_name(code, lang), need=need_s, have=have_s)
+        remedies = index.for_language(code, need, centre, on)
+        out.append(Gap("language", code, language_name(code, lang), have_s, need_s, text, remedies))
+    lit_need, lit_have = LITERACY_LEVELS.index(item.min_literacy), LITERACY_LEVELS.index(client.literacy)
+    if lit_need > lit_have:
+        need_s = LITERACY_NAMES[item.min_literacy].get(lang, item.min_literacy)
+        have_s = LITERACY_NAMES[client.literacy].get(lang, client.literacy)
+        text = gap_text("literacy", lang, need=need_s, have=have_s)
+        out.append(
+            Gap(
+                "literacy",
+                "literacy",
+                need_s,
+                client.literacy,
+                item.min_literacy,
+                text,
+                index.for_literacy(lit_need, centre, on),
+            )
+        )
+    if item.min_digital > client.digital_skills:
+        text = gap_text("digital", lang, need=item.min_digital, have=client.digital_skills)
+        remedies = index.for_digital(item.min_digital, centre, on)
+        out.append(Gap("digital", "digital", "", str(client.digital_skills), str(item.min_digital), text, remedies))
+    if item.min_isced is not None and item.min_isced > client.highest_isced:
+        text = gap_text("education", lang, need=item.min_isced, have=client.highest_isced)
+        remedies = index.for_isced(item.min_isced, centre, on)
+        out.append(Gap("education", "education", "", str(client.highest_isced), str(item.min_isced), text, remedies))
+    recognised = any(e.recognition in ("recognised", "not_needed") for e in client.education)
+    if item.requires_recognition and not recognised:
+        out.append(Gap("recognition", "recognition", "", None, None, gap_text("recognition", lang), []))
+    owned = {s.uri for s in client.skills}
+    missing = [u for u in item.required_skills.essential if u not in owned][:MAX_SKILL_GAPS]
+    for uri in missing:
+        label = tax.skill_label(uri, lang)
+        out.append(
+            Gap("skill", uri, label, None, None, gap_text("skill", lang, label=label), index.for_skill(uri, centre, on))
+        )
+    return out

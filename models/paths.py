@@ -1,0 +1,357 @@
+"""Multi-step paths to a goal occupation: beam search over trainings whose completion changes the client's state.
+
+A path is a chain such as Finnish A2 course → vocational workshop → apprenticeship → vacancy. Each step must be
+eligible (:mod:`features.eligibility`) for the client *as the earlier steps leave them* (skills gained, language
+reached, literacy, digital level, education) and must start on an intake on or after the previous step's end.
+Paths end at a vacancy or work trial whose ISCO-08 group matches a goal; they are ranked by the model's score of
+that last step (min-max normalised over the candidates) minus a time penalty per year to the goal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any, Final, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from features.eligibility import EligibilityEvaluator
+from features.language import CefrLevel, level_ordinal
+from features.records import (
+    LITERACY_LEVELS,
+    ClientProfile,
+    Education,
+    LanguageSkill,
+    OccupationRef,
+    Opportunity,
+    PriorOccupation,
+    SkillClaim,
+)
+from models.package import PolkuModel
+
+TERMINAL_KINDS: Final = ("vacancy", "work_trial")
+EXPANSIONS_PER_NODE: Final = 6
+TIME_WEIGHT_PER_YEAR: Final = 0.5
+GAINED_SKILL_LEVEL: Final = 2
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a path.
+
+    Attributes:
+        opportunity_id: the catalogue item.
+        kind: training, work_trial or vacancy.
+        route: the training route (None for other kinds).
+        title: the item's title (Finnish; the service localises).
+        start: first possible start given the earlier steps.
+        end: start + duration.
+        weeks: duration in weeks.
+        gains: what completing the step gives (``skills``, ``language``, ``literacy``, ``digital``, ``isced``,
+            ``qualification``), empty for the final step.
+    """
+
+    opportunity_id: str
+    kind: str
+    route: str | None
+    title: str
+    start: date
+    end: date
+    weeks: float
+    gains: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def gives(self) -> list[str]:
+        """What the step gives as short codes: ``language:fi:B1.1``, ``skills:12``, ``isced:3``, ..."""
+        out: list[str] = []
+        for key, value in self.gains.items():
+            if key == "language":
+                out.extend(f"language:{lang}:{level}" for lang, level in value.items())
+            elif key == "skills":
+                out.append(f"skills:{len(value)}")
+            else:
+                out.append(f"{key}:{value}")
+        return out
+
+
+@dataclass(frozen=True)
+class Path:
+    """A feasible chain of steps ending in a goal occupation.
+
+    Attributes:
+        steps: in order; the last is the vacancy or work trial.
+        goal_isco: the matched goal ISCO-08 code.
+        score: model score of the last step for the client as the earlier steps leave them.
+        weeks_to_goal: weeks from the reference date to the start of the last step.
+        rank_value: ``normalised score - 0.5 × years to goal`` (what paths are sorted by).
+    """
+
+    steps: list[Step]
+    goal_isco: str
+    score: float
+    weeks_to_goal: float
+    rank_value: float = 0.0
+
+    @property
+    def goal(self) -> str:
+        """The matched goal ISCO-08 code (alias of ``goal_isco``)."""
+        return self.goal_isco
+
+    @property
+    def end(self) -> date:
+        """Start of the final step (when the goal is reached)."""
+        return self.steps[-1].start
+
+
+@dataclass(frozen=True)
+class _Node:
+    state: ClientProfile
+    time: date
+    steps: tuple[Step, ...]
+    used: frozenset[int]
+    value: float
+
+
+def _merge_language(state: ClientProfile, lang: str, level: str) -> list[LanguageSkill] | None:
+    if state.language_ordinal(lang) >= level_ordinal(level):
+        return None
+    others = [rec for rec in state.languages if rec.language != lang]
+    return [
+        *others,
+        LanguageSkill.model_construct(language=lang, level=cast(CefrLevel, level), per_skill={}, source="teacher"),
+    ]
+
+
+def apply_completion(state: ClientProfile, item: Opportunity) -> tuple[ClientProfile, dict[str, Any]]:
+    """The client after completing ``item``, and what changed (empty when nothing did).
+
+    Skills gained are added at level 2 (certified); language, literacy and digital levels only go up; an
+    education level reached is a Finnish one, so it needs no recognition; a work trial or training leading to
+    an occupation counts as work experience in it.
+    """
+    c = item.completion
+    update: dict[str, Any] = {}
+    gains: dict[str, Any] = {}
+    owned = {s.uri for s in state.skills}
+    new_skills = [u for u in dict.fromkeys(c.skills_gained) if u not in owned]
+    if new_skills:
+        added = [SkillClaim.model_construct(uri=u, level=GAINED_SKILL_LEVEL, evidence="certified") for u in new_skills]
+        update["skills"] = [*state.skills, *added]
+        gains["skills"] = new_skills
+    languages = list(state.languages)
+    for lang, level in c.language_reached.items():
+        merged = _merge_language(state.model_copy(update={"languages": languages}), lang, level)
+        if merged is not None:
+            languages = merged
+            gains.setdefault("language", {})[lang] = level
+    if "language" in gains:
+        update["languages"] = languages
+    if c.literacy_reached and LITERACY_LEVELS.index(c.literacy_reached) > LITERACY_LEVELS.index(state.literacy):
+        update["literacy"] = gains["literacy"] = c.literacy_reached
+    if c.digital_reached is not None and c.digital_reached > state.digital_skills:
+        update["digital_skills"] = gains["digital"] = c.digital_reached
+    if c.isced_reached is not None and c.isced_reached > state.highest_isced:
+        edu = Education.model_construct(isced_level=c.isced_reached, field=None, recognition="not_needed")
+        update["education"] = [*state.education, edu]
+        gains["isced"] = c.isced_reached
+    if c.qualification:
+        gains["qualification"] = c.qualification
+    if item.kind == "work_trial" and item.occupation is not None:
+        prior = PriorOccupation.model_construct(occupation=item.occupation, years=item.duration_weeks / 52.0)
+        update["prior_occupations"] = [*state.prior_occupations, prior]
+        gains["experience"] = item.occupation.isco
+    return (state.model_copy(update=update) if update else state), gains
+
+
+def _goal_codes(client: ClientProfile, goals: Sequence[str | OccupationRef] | None) -> list[str]:
+    if goals:
+        codes = [g if isinstance(g, str) else (g.isco or "") for g in goals]
+        return [g for g in dict.fromkeys(codes) if g]
+    own = [g.isco for g in client.goals.target_occupations if g.isco]
+    if not own:
+        own = [p.occupation.isco for p in client.prior_occupations if p.occupation.isco]
+    return list(dict.fromkeys(c for c in own if c))
+
+
+class PathPlanner:
+    """Plans multi-step paths over one catalogue with one model.
+
+    Args:
+        catalogue: all opportunities (the planner applies eligibility itself).
+        model: scores steps and final items.
+        expansions_per_node: trainings tried from each beam node (the most useful first).
+    """
+
+    def __init__(
+        self,
+        catalogue: Sequence[Opportunity],
+        model: PolkuModel,
+        *,
+        expansions_per_node: int = EXPANSIONS_PER_NODE,
+    ) -> None:
+        self.catalogue = tuple(catalogue)
+        self.model = model
+        self.expansions_per_node = expansions_per_node
+        self.evaluator = EligibilityEvaluator(self.catalogue)
+        self.items = model.encode_items(self.catalogue)
+        self._isco = [
+            (o.occupation.isco or "") if o.occupation is not None and o.kind in TERMINAL_KINDS else ""
+            for o in self.catalogue
+        ]
+        self._terminal = np.array([o.kind in TERMINAL_KINDS for o in self.catalogue], dtype=bool)
+        self._training = np.array([o.kind == "training" for o in self.catalogue], dtype=bool)
+
+    def _goal_mask(self, goals: Sequence[str]) -> npt.NDArray[np.bool_]:
+        return np.array([bool(code) and any(code.startswith(g) for g in goals) for code in self._isco], dtype=bool)
+
+    def _step(self, item: Opportunity, earliest: date, gains: dict[str, Any]) -> Step | None:
+        start = item.intake.next_start(earliest)
+        if start is None:
+            return None
+        end = start + timedelta(weeks=item.duration_weeks)
+        return Step(item.opportunity_id, item.kind, item.route, item.title.fi, start, end, item.duration_weeks, gains)
+
+    def _useful(self, node: _Node, eligible: npt.NDArray[np.bool_], goal_skills: set[str]) -> list[int]:
+        """Eligible trainings that change the state, the most promising first."""
+        cand = np.flatnonzero(eligible & self._training)
+        cand = np.array([i for i in cand if i not in node.used], dtype=np.int64)
+        if cand.size == 0:
+            return []
+        owned = {s.uri for s in node.state.skills}
+        bonus = np.zeros(cand.size, dtype=np.float64)
+        keep = np.zeros(cand.size, dtype=bool)
+        for j, i in enumerate(cand):
+            _, gains = apply_completion(node.state, self.catalogue[i])
+            if not gains or set(gains) <= {"qualification"}:
+                continue
+            keep[j] = True
+            new = set(gains.get("skills", ())) - owned
+            bonus[j] = len(new & goal_skills) + 2.0 * len(gains.get("language", {})) + ("isced" in gains)
+            bonus[j] += 1.0 * ("literacy" in gains) + 0.5 * ("digital" in gains)
+        cand, bonus = cand[keep], bonus[keep]
+        if cand.size == 0:
+            return []
+        scores = self.model.score(node.state, self.items, cand, node.time)
+        spread = float(scores.max() - scores.min()) or 1.0
+        value = bonus + (scores - scores.min()) / spread
+        order = np.argsort(-value, kind="stable")[: self.expansions_per_node]
+        return [int(i) for i in cand[order]]
+
+    def plan(
+        self,
+        client: ClientProfile,
+        reference_date: date,
+        goals: Sequence[str | OccupationRef] | None = None,
+        max_steps: int = 4,
+        n_paths: int = 3,
+        beam: int = 20,
+    ) -> list[Path]:
+        """Up to ``n_paths`` feasible paths from the client's state to a goal occupation.
+
+        Args:
+            client: the client now.
+            reference_date: today (the earliest start of the first step).
+            goals: ISCO-08 codes (1–4 digits, prefix match) or occupation refs; default the client's goal
+                occupations, else their prior occupations.
+            max_steps: most steps per path, the final vacancy or work trial included.
+            n_paths: how many paths to return (distinct final items first).
+            beam: beam width (partial paths kept per depth).
+
+        Returns:
+            Paths best first (empty when no goal is known or none is reachable).
+        """
+        goal_codes = _goal_codes(client, goals)
+        if not goal_codes or max_steps <= 0:
+            return []
+        goal_mask = self._goal_mask(goal_codes) & self._terminal
+        if not goal_mask.any():
+            return []
+        goal_skills = {u for i in np.flatnonzero(goal_mask) for u in self.catalogue[i].required_skills.essential}
+        earliest = max(reference_date, client.goals.earliest_start or reference_date)
+        frontier = [_Node(client, earliest, (), frozenset(), 0.0)]
+        finished: list[Path] = []
+        seen: set[frozenset[int]] = set()
+        for depth in range(max_steps):
+            children: list[_Node] = []
+            for node in frontier:
+                eligible = self.evaluator.evaluate(node.state, node.time).mask
+                finished.extend(self._finish(node, eligible & goal_mask, goal_codes, reference_date))
+                if depth == max_steps - 1:
+                    continue
+                for i in self._useful(node, eligible, goal_skills):
+                    item = self.catalogue[i]
+                    state, gains = apply_completion(node.state, item)
+                    step = self._step(item, node.time, gains)
+                    used = node.used | {i}
+                    if step is None or used in seen:
+                        continue
+                    seen.add(used)
+                    value = self._node_value(state, step.end, goal_mask)
+                    children.append(_Node(state, step.end, (*node.steps, step), used, value))
+            children.sort(key=lambda n: (-n.value, n.time))
+            frontier = children[:beam]
+            if not frontier:
+                break
+        return self._select(finished, n_paths)
+
+    def _node_value(self, state: ClientProfile, on: date, goal_mask: npt.NDArray[np.bool_]) -> float:
+        """How close a state is to a goal: number of goal items eligible, plus the best one's score."""
+        reachable = np.flatnonzero(self.evaluator.evaluate(state, on).mask & goal_mask)
+        if reachable.size == 0:
+            return -1.0
+        scores = self.model.score(state, self.items, reachable, on)
+        return float(np.log1p(reachable.size) + np.tanh(scores.max()))
+
+    def _finish(
+        self, node: _Node, reachable: npt.NDArray[np.bool_], goals: Sequence[str], reference_date: date
+    ) -> list[Path]:
+        idx = np.flatnonzero(reachable)
+        if idx.size == 0:
+            return []
+        scores = self.model.score(node.state, self.items, idx, node.time)
+        order = np.argsort(-scores, kind="stable")[:3]  # the best few final items of each partial path
+        paths = []
+        for j in order:
+            item = self.catalogue[int(idx[j])]
+            step = self._step(item, node.time, {})
+            if step is None:
+                continue
+            isco = self._isco[int(idx[j])]
+            goal = next((g for g in goals if isco.startswith(g)), isco)
+            weeks = (step.start - reference_date).days / 7.0
+            paths.append(Path([*node.steps, step], goal, float(scores[j]), weeks))
+        return paths
+
+    @staticmethod
+    def _select(paths: list[Path], n_paths: int) -> list[Path]:
+        if not paths:
+            return []
+        scores = np.array([p.score for p in paths])
+        spread = float(scores.max() - scores.min()) or 1.0
+        ranked = [
+            Path(
+                p.steps,
+                p.goal_isco,
+                p.score,
+                p.weeks_to_goal,
+                (p.score - scores.min()) / spread - TIME_WEIGHT_PER_YEAR * p.weeks_to_goal / 52.0,
+            )
+            for p in paths
+        ]
+        ranked.sort(key=lambda p: (-p.rank_value, p.weeks_to_goal, len(p.steps)))
+        chosen: list[Path] = []
+        seen_keys: set[tuple[str, ...]] = set()
+        finals: set[str] = set()
+        for distinct_final in (True, False):
+            for p in ranked:
+                key = tuple(s.opportunity_id for s in p.steps)
+                if len(chosen) >= n_paths or key in seen_keys:
+                    continue
+                if distinct_final and p.steps[-1].opportunity_id in finals:
+                    continue
+                chosen.append(p)
+                seen_keys.add(key)
+                finals.add(p.steps[-1].opportunity_id)
+        return chosen

@@ -1,0 +1,112 @@
+"""The FastAPI application factory and its lifespan (database, migrations, model holder)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.concurrency import run_in_threadpool
+
+from service.errors import install_error_handlers
+from service.metrics import ServiceMetrics
+from service.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware, TimingMiddleware
+from service.model_holder import ModelHolder
+from service.routers import candidates, clients, feedback, health, model, opportunities, suggestions
+from service.settings import Settings, get_settings
+from service.storage import repositories as repo
+from service.storage.db import make_engine, make_session_factory, migrate
+
+logger = logging.getLogger(__name__)
+
+API_DESCRIPTION = """Suggestions, paths and candidates for Finland's immigrant competence centres.
+
+Every route except `/healthz` and `/readyz` needs `Authorization: Bearer <JWT>` (HS256) with `role` and `centre`.
+Decisions stay with people: the service suggests and explains, counsellors and coordinators decide.
+"""
+
+
+def _start(app: FastAPI) -> None:
+    settings: Settings = app.state.settings
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    app.state.engine = engine
+    app.state.session_factory = make_session_factory(engine)
+    holder: ModelHolder = app.state.model_holder
+    with app.state.session_factory() as session:
+        fingerprint = repo.catalogue_fingerprint(session)
+        opportunities = repo.all_opportunities(session)
+        if not holder.ready:
+            holder.start(opportunities, fingerprint)
+        snap = holder.current()
+        lm = snap.loaded
+        repo.record_model_event(
+            session,
+            "loaded",
+            name=lm.name,
+            version=lm.version,
+            alias=lm.alias,
+            fallback=lm.fallback,
+            detail=f"source={lm.source}" + (f"; {holder.last_error[:300]}" if holder.last_error else ""),
+        )
+        session.commit()
+    app.state.metrics.set_model(lm.name, lm.alias, lm.version, lm.source, lm.fallback)
+    logger.info(
+        "service ready: model %s v%s (%s), %d catalogue items",
+        lm.name,
+        lm.version,
+        lm.source,
+        len(snap.catalogue.opportunities),
+    )
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    await run_in_threadpool(_start, app)
+    try:
+        yield
+    finally:
+        app.state.engine.dispose()
+
+
+def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | None = None) -> FastAPI:
+    """Build the Polku API.
+
+    Args:
+        settings: configuration (default: from ``POLKU_*`` environment variables).
+        model_holder: a prepared holder (tests); by default one is created and loads the champion at start.
+
+    Returns:
+        The app; its lifespan migrates the database and loads the model.
+    """
+    settings = settings or get_settings()
+    settings.jwt_key()  # fail fast on an unsafe secret configuration
+    app = FastAPI(
+        title="Polku API",
+        version="1.0.0",
+        description=API_DESCRIPTION,
+        lifespan=_lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.settings = settings
+    app.state.metrics = ServiceMetrics()
+    app.state.model_holder = model_holder or ModelHolder(settings)
+    install_error_handlers(app)
+    for router in (health, suggestions, candidates, clients, opportunities, feedback, model):
+        app.include_router(router.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    app.add_middleware(TimingMiddleware, metrics=app.state.metrics)
+    app.add_middleware(SecurityHeadersMiddleware)
+    return app

@@ -1,0 +1,74 @@
+"""FastAPI dependencies: settings, database session, model snapshot, callers by role."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.auth import Principal, current_principal, require_roles
+from service.errors import ServiceUnavailable
+from service.metrics import ServiceMetrics
+from service.model_holder import ModelHolder, Snapshot
+from service.settings import Settings
+from service.storage import repositories as repo
+from service.storage.repositories import Actor
+
+
+def get_settings(request: Request) -> Settings:
+    """The app's settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A database session for one request (routes commit explicitly before answering)."""
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    session = factory()
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
+def get_holder(request: Request) -> ModelHolder:
+    """The app's model holder."""
+    holder: ModelHolder = request.app.state.model_holder
+    return holder
+
+
+def get_metrics(request: Request) -> ServiceMetrics:
+    """The app's metrics."""
+    metrics: ServiceMetrics = request.app.state.metrics
+    return metrics
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+HolderDep = Annotated[ModelHolder, Depends(get_holder)]
+MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+
+
+def get_snapshot(session: SessionDep, holder: HolderDep) -> Snapshot:
+    """The model snapshot for this request, with the catalogue refreshed if the store changed."""
+    if not holder.ready:
+        raise ServiceUnavailable("model not loaded yet", retry_after_s=5)
+    fingerprint = repo.catalogue_fingerprint(session)
+    return holder.refresh_catalogue(fingerprint, lambda: repo.all_opportunities(session))
+
+
+SnapshotDep = Annotated[Snapshot, Depends(get_snapshot)]
+AnyUser = Annotated[Principal, Depends(current_principal)]
+Counsellor = Annotated[Principal, require_roles("counsellor", "admin")]
+Coordinator = Annotated[Principal, require_roles("coordinator", "admin")]
+StaffForFeedback = Annotated[Principal, require_roles("counsellor", "coordinator", "admin")]
+Admin = Annotated[Principal, require_roles("admin")]
+Observer = Annotated[Principal, require_roles("data_scientist", "admin")]
+
+
+def actor_of(principal: Principal) -> Actor:
+    """The audit actor of a verified caller."""
+    return Actor(subject=principal.subject, role=principal.role, centre=principal.centre)

@@ -1,0 +1,79 @@
+"""PUT / GET / DELETE /v1/opportunities/{id} and GET /v1/opportunities: the catalogue."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+
+from features.records import Kind, OpportunityId
+from service.auth import ensure_centre
+from service.deps import AnyUser, Coordinator, SessionDep
+from service.errors import FieldError
+from service.schemas import (
+    ERROR_RESPONSES,
+    NOT_FOUND,
+    DeletedResponse,
+    OpportunityIn,
+    OpportunityList,
+    OpportunityResponse,
+)
+from service.storage import repositories as repo
+
+router = APIRouter(prefix="/v1/opportunities", tags=["opportunities"])
+
+
+@router.get("", response_model=OpportunityList, responses=ERROR_RESPONSES)
+def list_opportunities(
+    _principal: AnyUser,
+    session: SessionDep,
+    kind: Kind | None = None,
+    centre: Annotated[str | None, Query(pattern=r"^[a-z_]{2,32}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> OpportunityList:
+    """A page of the catalogue, filtered by kind and centre."""
+    data, total = repo.list_opportunities(session, kind=kind, centre=centre, limit=limit, offset=offset)
+    return OpportunityList(data=data, count=len(data), total=total)
+
+
+@router.put(
+    "/{opportunity_id}",
+    response_model=OpportunityResponse,
+    responses={**ERROR_RESPONSES, 201: {"model": OpportunityResponse}},
+)
+def put_opportunity(
+    opportunity_id: OpportunityId, body: OpportunityIn, principal: Coordinator, session: SessionDep, response: Response
+) -> OpportunityResponse:
+    """Create or replace an opportunity of the caller's centre."""
+    if body.opportunity_id != opportunity_id:
+        raise FieldError("body.opportunity_id", "must equal the id in the path")
+    ensure_centre(principal, body.centre)
+    existing = repo.opportunity_centre(session, opportunity_id)
+    if existing is not None:
+        ensure_centre(principal, existing)
+    created = repo.upsert_opportunity(session, body)
+    session.commit()
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return OpportunityResponse(opportunity=body, created=created)
+
+
+@router.get("/{opportunity_id}", response_model=OpportunityResponse, responses={**ERROR_RESPONSES, **NOT_FOUND})
+def get_opportunity(opportunity_id: OpportunityId, _principal: AnyUser, session: SessionDep) -> OpportunityResponse:
+    """One opportunity."""
+    opp = repo.get_opportunity(session, opportunity_id)
+    if opp is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="opportunity not found")
+    return OpportunityResponse(opportunity=opp)
+
+
+@router.delete("/{opportunity_id}", response_model=DeletedResponse, responses={**ERROR_RESPONSES, **NOT_FOUND})
+def delete_opportunity(opportunity_id: OpportunityId, principal: Coordinator, session: SessionDep) -> DeletedResponse:
+    """Remove an opportunity of the caller's centre from the catalogue."""
+    centre = repo.opportunity_centre(session, opportunity_id)
+    if centre is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="opportunity not found")
+    ensure_centre(principal, centre)
+    repo.delete_opportunity(session, opportunity_id)
+    session.commit()
+    return DeletedResponse(id=opportunity_id)

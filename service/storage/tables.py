@@ -1,0 +1,116 @@
+"""ORM tables of the service store (SQLAlchemy 2, portable between SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """Current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention so migrations are deterministic."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class ClientRow(Base):
+    """A stored client profile; consents are columns so that consent filters run in SQL."""
+
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    centre: Mapped[str] = mapped_column(String(32), index=True)
+    profile: Mapped[dict[str, Any]] = mapped_column(JSON)
+    consent_matching: Mapped[bool] = mapped_column(Boolean, default=False)
+    consent_share_with_coordinators: Mapped[bool] = mapped_column(Boolean, default=False)
+    consent_model_training: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index("ix_clients_centre_share", "centre", "consent_share_with_coordinators"),)
+
+
+class AuditAttributeRow(Base):
+    """Audit-only attributes, kept apart from profiles and never read on a ranking path."""
+
+    __tablename__ = "audit_attributes"
+
+    client_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("clients.client_id", ondelete="CASCADE"), primary_key=True
+    )
+    gender: Mapped[str] = mapped_column(String(16), default="unknown")
+    mother_tongue: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    country_of_origin: Mapped[str | None] = mapped_column(String(3), nullable=True)
+
+
+class OpportunityRow(Base):
+    """A catalogue item (training, work trial, vacancy)."""
+
+    __tablename__ = "opportunities"
+
+    opportunity_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    centre: Mapped[str] = mapped_column(String(32), index=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class FeedbackRow(Base):
+    """A decision or outcome event; ``event_id`` makes writes idempotent, ``client_id`` is unlinked on erasure."""
+
+    __tablename__ = "feedback_events"
+
+    event_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    type: Mapped[str] = mapped_column(String(16))
+    client_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    opportunity_id: Mapped[str] = mapped_column(String(64), index=True)
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    recorded_by: Mapped[str] = mapped_column(String(128))
+
+
+class AuditLogRow(Base):
+    """One read of personal data: who, in which role and centre, which client, for what purpose, when."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(32))
+    centre: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    client_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    purpose: Mapped[str] = mapped_column(String(64))
+
+
+class ModelEventRow(Base):
+    """Model lifecycle events of this service (loaded, reloaded, reload refused, fallback)."""
+
+    __tablename__ = "model_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    event: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    alias: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    fallback: Mapped[bool] = mapped_column(Boolean, default=False)
+    detail: Mapped[str | None] = mapped_column(String(500), nullable=True)

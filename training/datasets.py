@@ -1,0 +1,312 @@
+"""Training data from a world's recorded history: time split, graded labels, acceptance counts, pair matrices.
+
+Labels come only from what the history recorded (noisy and biased by the policy that showed the items):
+employed within 6 months (4) > completed (3) > started (2) > accepted (1) > shown and not accepted (0).
+The world's truth is never read here; it is used only by :mod:`training.evaluate` and the oracle.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from features.eligibility import EligibilityEvaluator
+from features.pairs import PairBatch, PairFeaturizer
+from features.records import ClientProfile, Opportunity
+from training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from training.world import World
+
+logger = logging.getLogger(__name__)
+
+QUERY_SEP: Final = "|"
+# Outcome columns in increasing order of value; a row's label is the index (+1) of the last one that is true.
+LABEL_STEPS: Final[tuple[str, ...]] = ("accepted", "started", "completed", "employed_6m")
+MAX_LABEL: Final = len(LABEL_STEPS)
+
+
+def query_id(client_id: str, kind: str) -> str:
+    """The ranking query of one client and one opportunity kind (``client|kind``)."""
+    return f"{client_id}{QUERY_SEP}{kind}"
+
+
+def cohort_reference_date(cohort: int) -> date:
+    """Reference date of a cohort: 1 September of its year."""
+    return date(cohort, 9, 1)
+
+
+def graded_labels(history: pd.DataFrame) -> npt.NDArray[np.int32]:
+    """Graded label per history row: 4 employed_6m, 3 completed, 2 started, 1 accepted, 0 shown only.
+
+    Args:
+        history: the world's history (columns accepted, started, completed, employed_6m).
+
+    Returns:
+        int32 label per row.
+    """
+    label = np.zeros(len(history), dtype=np.int32)
+    for grade, column in enumerate(LABEL_STEPS, start=1):
+        label = np.where(history[column].to_numpy(dtype=bool), np.int32(grade), label)
+    return label.astype(np.int32)
+
+
+def acceptance_counts(history: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """Opportunity id -> (times accepted, times shown) over the given history rows.
+
+    Args:
+        history: history rows of the training period only.
+
+    Returns:
+        Counts per opportunity id.
+    """
+    if history.empty:
+        return {}
+    grouped = history.groupby("opportunity_id", sort=True)["accepted"].agg(["sum", "count"])
+    return {str(oid): (int(row["sum"]), int(row["count"])) for oid, row in grouped.iterrows()}
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Clients split by cohort: train on the earlier cohorts, test on the latest.
+
+    Attributes:
+        train_cohorts: cohort years used for training.
+        test_cohort: cohort year used for testing.
+        train_client_ids: clients of the training cohorts.
+        test_client_ids: clients of the test cohort.
+    """
+
+    train_cohorts: tuple[int, ...]
+    test_cohort: int
+    train_client_ids: tuple[str, ...]
+    test_client_ids: tuple[str, ...]
+
+
+def time_split(world: World, test_cohort: int | None = None) -> TimeSplit:
+    """Split the world's clients by cohort.
+
+    Args:
+        world: the synthetic world.
+        test_cohort: cohort to test on (default: the latest).
+
+    Returns:
+        The split.
+
+    Raises:
+        ValueError: ``test_cohort`` is not a cohort of the world, or no cohort precedes it.
+    """
+    cohorts = sorted(set(world.cohort_of.values()))
+    test = cohorts[-1] if test_cohort is None else test_cohort
+    if test not in cohorts:
+        raise ValueError(f"test_cohort {test} is not among the world's cohorts {cohorts}")
+    train = tuple(c for c in cohorts if c < test)
+    if not train:
+        raise ValueError(f"no cohort before the test cohort {test}: the world needs at least two cohorts")
+    ids = [c.client_id for c in world.clients]
+    return TimeSplit(
+        train_cohorts=train,
+        test_cohort=test,
+        train_client_ids=tuple(i for i in ids if world.cohort_of[i] in train),
+        test_client_ids=tuple(i for i in ids if world.cohort_of[i] == test),
+    )
+
+
+@dataclass(frozen=True)
+class PairTable:
+    """Feature rows of labelled pairs with their query ids.
+
+    Attributes:
+        X: float32 features ``(n, n_features)``.
+        y: int32 graded labels.
+        query_ids: ``client|kind`` per row.
+        client_ids: client per row.
+        opportunity_ids: opportunity per row.
+        kinds: opportunity kind per row.
+        shown: whether the pair was in the recorded history (False for sampled unshown negatives).
+        feature_names: column names.
+    """
+
+    X: npt.NDArray[np.float32]
+    y: npt.NDArray[np.int32]
+    query_ids: npt.NDArray[np.str_]
+    client_ids: npt.NDArray[np.str_]
+    opportunity_ids: npt.NDArray[np.str_]
+    kinds: npt.NDArray[np.str_]
+    shown: npt.NDArray[np.bool_]
+    feature_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.y.size)
+
+    @property
+    def n_queries(self) -> int:
+        """Number of distinct queries."""
+        return int(np.unique(self.query_ids).size)
+
+    def frame(self) -> pd.DataFrame:
+        """The table as a DataFrame: ids, features, ``label`` (for ``mlflow.data``)."""
+        df = pd.DataFrame(self.X, columns=list(self.feature_names))
+        df.insert(0, "query_id", self.query_ids)
+        df.insert(1, "client_id", self.client_ids)
+        df.insert(2, "opportunity_id", self.opportunity_ids)
+        df.insert(3, "kind", self.kinds)
+        df["shown"] = self.shown
+        df["label"] = self.y
+        return df
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Everything a training run needs from the world, built from history only.
+
+    Attributes:
+        split: the time split.
+        featurizer: fitted on the training period's acceptance counts (the one that is packaged).
+        train: rows to fit on.
+        valid: rows for early stopping (held-out training clients), or None.
+        acceptance: training-period acceptance counts the featurizer was fitted with.
+    """
+
+    split: TimeSplit
+    featurizer: PairFeaturizer
+    train: PairTable
+    valid: PairTable | None
+    acceptance: Mapping[str, tuple[int, int]]
+
+
+def _labelled_pairs(history: pd.DataFrame) -> pd.DataFrame:
+    """One row per (client, opportunity) with the best label over its showings."""
+    df = history[["client_id", "opportunity_id", "kind"]].copy()
+    df["label"] = graded_labels(history)
+    df["shown"] = True
+    return df.groupby(["client_id", "opportunity_id", "kind"], as_index=False, sort=True).agg(
+        label=("label", "max"), shown=("shown", "any")
+    )
+
+
+def _unshown_negatives(world: World, pairs: pd.DataFrame, per_query: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Per training query, up to ``per_query`` eligible items of the same kind never shown to the client (label 0)."""
+    evaluator = EligibilityEvaluator(world.opportunities)
+    opp_ids = np.array(evaluator.opportunity_ids)
+    kinds = np.array([o.kind for o in evaluator.opportunities])
+    by_id = {c.client_id: c for c in world.clients}
+    rows: list[tuple[str, str, str]] = []
+    shown = pairs.groupby("client_id")["opportunity_id"].agg(set).to_dict()
+    for (client_id, kind), _ in pairs.groupby(["client_id", "kind"], sort=True):
+        client = by_id[str(client_id)]
+        mask = evaluator.evaluate(client, cohort_reference_date(world.cohort_of[client.client_id])).mask
+        cand = opp_ids[mask & (kinds == kind)]
+        cand = np.array([o for o in cand if o not in shown.get(client_id, set())])
+        if cand.size:
+            for oid in rng.choice(cand, size=min(per_query, cand.size), replace=False):
+                rows.append((str(client_id), str(oid), str(kind)))
+    extra = pd.DataFrame(rows, columns=["client_id", "opportunity_id", "kind"])
+    extra["label"] = 0
+    extra["shown"] = False
+    return extra
+
+
+def build_pair_table(
+    featurizer: PairFeaturizer,
+    pairs: pd.DataFrame,
+    clients: Sequence[ClientProfile],
+    opportunities: Sequence[Opportunity],
+    cohort_of: Mapping[str, int],
+) -> PairTable:
+    """Featurize labelled pairs, each client at its cohort's reference date.
+
+    Args:
+        featurizer: a fitted featurizer.
+        pairs: columns client_id, opportunity_id, kind, label, shown.
+        clients: client profiles (a superset of the pairs' clients).
+        opportunities: the catalogue.
+        cohort_of: client id -> cohort year.
+
+    Returns:
+        The feature table, rows in the order of ``pairs``.
+    """
+    client_pos = {c.client_id: i for i, c in enumerate(clients)}
+    opp_pos = {o.opportunity_id: i for i, o in enumerate(opportunities)}
+    client_ids = pairs["client_id"].astype(str).to_numpy()
+    opp_ids = pairs["opportunity_id"].astype(str).to_numpy()
+    batch = PairBatch(
+        clients=clients,
+        opportunities=opportunities,
+        client_idx=np.array([client_pos[c] for c in client_ids], dtype=np.int64),
+        opp_idx=np.array([opp_pos[o] for o in opp_ids], dtype=np.int64),
+        reference_dates=[cohort_reference_date(cohort_of[c.client_id]) for c in clients],
+    )
+    X = featurizer.transform(batch)
+    kinds = pairs["kind"].astype(str).to_numpy()
+    return PairTable(
+        X=X,
+        y=pairs["label"].to_numpy(dtype=np.int32),
+        query_ids=np.array([query_id(c, k) for c, k in zip(client_ids, kinds, strict=True)], dtype=str),
+        client_ids=client_ids.astype(str),
+        opportunity_ids=opp_ids.astype(str),
+        kinds=kinds.astype(str),
+        shown=pairs["shown"].to_numpy(dtype=bool),
+        feature_names=tuple(str(n) for n in featurizer.get_feature_names_out()),
+    )
+
+
+def _fitted_featurizer(
+    clients: Sequence[ClientProfile],
+    opportunities: Sequence[Opportunity],
+    acceptance: Mapping[str, tuple[int, int]],
+) -> PairFeaturizer:
+    empty = PairBatch(clients, opportunities, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    return PairFeaturizer().fit(empty, acceptance=acceptance)
+
+
+def build_training_data(world: World, config: TrainConfig | None = None) -> TrainingData:
+    """Time split, labels and feature matrices from the world's history (the truth is not read).
+
+    The training queries are (client, kind) of the training cohorts' recorded slates. A share of the training
+    clients (``config.valid_fraction``) is held out for early stopping. Acceptance counts come from the training
+    period only.
+
+    Args:
+        world: the synthetic world.
+        config: run configuration (default :class:`TrainConfig`).
+
+    Returns:
+        The training data with a fitted featurizer.
+    """
+    cfg = config or TrainConfig()
+    split = time_split(world, cfg.test_cohort)
+    hist = world.history
+    train_hist = hist[hist["client_id"].isin(set(split.train_client_ids))]
+    acceptance = acceptance_counts(train_hist)
+    featurizer = _fitted_featurizer(world.clients, world.opportunities, acceptance)
+    pairs = _labelled_pairs(train_hist)
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.unshown_negatives > 0:
+        pairs = pd.concat([pairs, _unshown_negatives(world, pairs, cfg.unshown_negatives, rng)], ignore_index=True)
+    train_clients = np.array(sorted(set(pairs["client_id"].astype(str))))
+    n_valid = int(round(cfg.valid_fraction * train_clients.size))
+    valid_clients = set(rng.choice(train_clients, size=n_valid, replace=False)) if n_valid > 0 else set()
+    is_valid = pairs["client_id"].isin(valid_clients).to_numpy()
+    train = build_pair_table(featurizer, pairs[~is_valid], world.clients, world.opportunities, world.cohort_of)
+    valid = (
+        build_pair_table(featurizer, pairs[is_valid], world.clients, world.opportunities, world.cohort_of)
+        if is_valid.any()
+        else None
+    )
+    logger.info(
+        "training data: %d rows / %d queries (valid %d rows), cohorts %s -> test %d",
+        len(train),
+        train.n_queries,
+        0 if valid is None else len(valid),
+        split.train_cohorts,
+        split.test_cohort,
+    )
+    return TrainingData(split=split, featurizer=featurizer, train=train, valid=valid, acceptance=acceptance)

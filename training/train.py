@@ -1,0 +1,310 @@
+"""Training run: world -> dataset -> LightGBM ranker -> evaluation against baselines -> MLflow run + registry."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from models.package import PolkuModel
+    from models.rankers import LightGBMRanker
+    from training.datasets import TrainingData
+    from training.evaluate import TestSet
+    from training.promote import PromotionDecision
+    from training.world import World
+
+logger = logging.getLogger(__name__)
+
+MODEL_RANKER: Final = "lightgbm"
+TAGGED_METRICS: Final[tuple[str, ...]] = ("ndcg_5", "ndcg_10", "map_10", "recall_10", "max_group_gap_ndcg_10")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        run_id: MLflow run id.
+        model_version: registered version of ``polku-ranker`` (None when not registered).
+        model_uri: the logged model's URI.
+        report: evaluation report (every ranker).
+        table: the report as Markdown.
+        metrics: flat metrics as logged (``<ranker>.<metric>``).
+        decision: promotion decision, when promotion was requested.
+    """
+
+    run_id: str
+    model_version: str | None
+    model_uri: str
+    report: dict[str, Any]
+    table: str
+    metrics: dict[str, float]
+    decision: PromotionDecision | None = None
+
+
+def _stage(desc: str) -> Any:
+    """A one-step progress bar (shown on a terminal only) around a long step."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=1, desc=desc, disable=not sys.stderr.isatty(), leave=False)
+
+
+def fit_ranker(data: TrainingData, cfg: TrainConfig) -> LightGBMRanker:
+    """Fit the LightGBM lambdarank ranker on the training table (early stopping on the held-out clients).
+
+    Args:
+        data: from :func:`training.datasets.build_training_data`.
+        cfg: run configuration.
+
+    Returns:
+        The fitted ranker.
+    """
+    from models.rankers import LightGBMRanker
+
+    params = {"seed": cfg.seed, **cfg.lgb_params}
+    ranker = LightGBMRanker(
+        params=params, num_boost_round=cfg.num_boost_round, early_stopping_rounds=cfg.early_stopping_rounds
+    )
+    eval_set = None if data.valid is None else (data.valid.X, data.valid.y, data.valid.query_ids)
+    return ranker.fit(
+        data.train.X, data.train.y, data.train.query_ids, feature_names=data.train.feature_names, eval_set=eval_set
+    )
+
+
+def build_models(data: TrainingData, ranker: LightGBMRanker | None, cfg: TrainConfig) -> dict[str, PolkuModel]:
+    """The candidate and the baselines as packaged models sharing one fitted featurizer.
+
+    Args:
+        data: training data (its featurizer is shared).
+        ranker: the fitted LightGBM ranker (None = baselines only).
+        cfg: run configuration.
+
+    Returns:
+        ranker name -> model (``lightgbm`` when given, ``points``, ``popularity``).
+    """
+    from models.package import PolkuModel
+    from models.rankers import PointsRanker, PopularityRanker
+
+    names = list(data.train.feature_names)
+    meta = {"name": cfg.registered_model_name, "trained_on_cohorts": list(data.split.train_cohorts)}
+    kw: dict[str, Any] = {} if cfg.first_stage_k is None else {"first_stage_k": cfg.first_stage_k}
+    out = {} if ranker is None else {MODEL_RANKER: PolkuModel(data.featurizer, ranker, meta, **kw)}
+    out["points"] = PolkuModel(data.featurizer, PointsRanker().bind(names), {"name": "points"}, **kw)
+    out["popularity"] = PolkuModel(data.featurizer, PopularityRanker().bind(names), {"name": "popularity"}, **kw)
+    return out
+
+
+def ensure_experiment(name: str) -> str:
+    """Select (creating if needed, with the file artifact root under the data directory) an MLflow experiment.
+
+    Args:
+        name: experiment name.
+
+    Returns:
+        The experiment id.
+    """
+    import mlflow
+
+    from features.paths import mlflow_artifact_root
+
+    existing = mlflow.get_experiment_by_name(name)
+    if existing is not None:
+        mlflow.set_experiment(experiment_id=existing.experiment_id)
+        return str(existing.experiment_id)
+    root = mlflow_artifact_root()
+    root.mkdir(parents=True, exist_ok=True)
+    exp_id = mlflow.create_experiment(name, artifact_location=root.resolve().as_uri())
+    mlflow.set_experiment(experiment_id=exp_id)
+    return str(exp_id)
+
+
+def _importance_figure(ranker: LightGBMRanker, top: int = 25) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    imp = sorted(ranker.feature_importance("gain").items(), key=lambda kv: kv[1])[-top:]
+    fig, ax = plt.subplots(figsize=(7, max(3.0, 0.28 * len(imp))))
+    ax.barh([n for n, _ in imp], [v for _, v in imp], color="#3a6ea5")
+    ax.set_xlabel("total gain")
+    ax.set_title("LightGBM feature importance (gain)")
+    fig.tight_layout()
+    return fig
+
+
+def _world_params(world: World) -> dict[str, Any]:
+    manifest: Mapping[str, Any] = getattr(world, "manifest", {}) or {}
+    out = {f"world.{k}": v for k, v in manifest.items() if isinstance(v, str | int | float | bool)}
+    out["world.n_clients"] = len(world.clients)
+    out["world.n_opportunities"] = len(world.opportunities)
+    out["world.n_history_rows"] = len(world.history)
+    return out
+
+
+def _log_run(
+    *,
+    world: World,
+    data: TrainingData,
+    ranker: LightGBMRanker,
+    model: PolkuModel,
+    test: TestSet,
+    report: dict[str, Any],
+    table: str,
+    metrics: dict[str, float],
+    cfg: TrainConfig,
+) -> tuple[str, str | None]:
+    """Log params, metrics, dataset, figure, report and model into the active run; return (model uri, version)."""
+    import matplotlib.pyplot as plt
+    import mlflow
+    import mlflow.data
+
+    from models.package import log_polku_model, make_input_example
+
+    mlflow.log_params({**cfg.flat_params(), **_world_params(world)})
+    mlflow.log_params(
+        {
+            "data.train_rows": len(data.train),
+            "data.train_queries": data.train.n_queries,
+            "data.valid_rows": 0 if data.valid is None else len(data.valid),
+            "data.test_queries": len(test.queries),
+            "data.train_cohorts": ",".join(map(str, data.split.train_cohorts)),
+            "data.test_cohort": data.split.test_cohort,
+            "model.best_iteration": ranker.best_iteration_ or cfg.num_boost_round,
+            "model.taxonomy_version": model.metadata["taxonomy_version"],
+        }
+    )
+    mlflow.log_metrics(metrics)
+    frame = data.train.frame()
+    dataset = mlflow.data.from_pandas(frame, name="polku-train", targets="label")  # type: ignore[attr-defined]
+    mlflow.log_input(dataset, context="training")
+    fig = _importance_figure(ranker)
+    mlflow.log_figure(fig, "feature_importance.png")
+    plt.close(fig)
+    mlflow.log_dict(report, "evaluation/report.json")
+    mlflow.log_text(table, "evaluation/report.md")
+    example = make_input_example(list(test.clients[:1]) or world.clients[:1], list(test.opportunities[:3]))
+    with _stage("log model") as bar:
+        info = log_polku_model(
+            model, name="model", registered_model_name=cfg.registered_model_name, input_example=example
+        )
+        bar.update(1)
+    version = getattr(info, "registered_model_version", None)
+    return str(info.model_uri), None if version is None else str(version)
+
+
+def _tag_version(name: str, version: str, metrics: Mapping[str, float], run_id: str) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    client.set_model_version_tag(name, version, "run_id", run_id)
+    for key in TAGGED_METRICS:
+        full = f"{MODEL_RANKER}.{key}"
+        if full in metrics:
+            client.set_model_version_tag(name, version, key, f"{metrics[full]:.4f}")
+
+
+def train(
+    world_dir: str | Path,
+    *,
+    config: TrainConfig | None = None,
+    promote: bool = False,
+    if_no_champion: bool = False,
+    tracking_uri: str | None = None,
+) -> TrainResult:
+    """Train, evaluate against every baseline and the oracle, log and register in MLflow, optionally promote.
+
+    Args:
+        world_dir: directory written by ``World.save``.
+        config: run configuration (default :class:`TrainConfig`).
+        promote: apply the promotion gate to the new version.
+        if_no_champion: with ``promote``, act only when the registry has no champion yet.
+        tracking_uri: MLflow tracking URI (default ``features.paths.mlflow_tracking_uri()``).
+
+    Returns:
+        The run's ids, report and decision.
+    """
+    import mlflow
+
+    from features.paths import mlflow_tracking_uri
+    from training.datasets import build_training_data
+    from training.evaluate import build_test_set, evaluate_models, flat_metrics, markdown_table
+    from training.world import World
+
+    cfg = config or TrainConfig()
+    with _stage("load world") as bar:
+        world = World.load(Path(world_dir))
+        bar.update(1)
+    with _stage("build dataset") as bar:
+        data = build_training_data(world, cfg)
+        bar.update(1)
+    with _stage("fit LightGBM") as bar:
+        ranker = fit_ranker(data, cfg)
+        bar.update(1)
+    models = build_models(data, ranker, cfg)
+    test = build_test_set(world, data.split, cfg)
+    report = evaluate_models(models, test, cfg)
+    table = markdown_table(report)
+    metrics = flat_metrics(report)
+    mlflow.set_tracking_uri(tracking_uri or mlflow_tracking_uri())
+    ensure_experiment(cfg.experiment)
+    decision = None
+    with mlflow.start_run(run_name=f"train-{data.split.test_cohort}") as run:
+        run_id = str(run.info.run_id)
+        models[MODEL_RANKER].metadata.update({"version": run_id[:12], "run_id": run_id})
+        model_uri, version = _log_run(
+            world=world,
+            data=data,
+            ranker=ranker,
+            model=models[MODEL_RANKER],
+            test=test,
+            report=report,
+            table=table,
+            metrics=metrics,
+            cfg=cfg,
+        )
+        if version is not None:
+            _tag_version(cfg.registered_model_name, version, metrics, run_id)
+            if promote:
+                from training.promote import promote as run_gate
+
+                decision = run_gate(
+                    version,
+                    test=test,
+                    candidate_metrics=report["rankers"][MODEL_RANKER],
+                    baseline_ndcg=report["rankers"]["points"][f"ndcg_{cfg.k}"],
+                    config=cfg,
+                    if_no_champion=if_no_champion,
+                    tracking_uri=tracking_uri,
+                )
+    logger.info("run %s registered %s v%s", run_id, cfg.registered_model_name, version)
+    return TrainResult(run_id, version, model_uri, report, table, metrics, decision)
+
+
+def write_report(result: TrainResult, directory: str | Path) -> Path:
+    """Write the report JSON and Markdown next to each other (for the CLI and notebooks).
+
+    Args:
+        result: a training result.
+        directory: target directory (created).
+
+    Returns:
+        The Markdown file.
+    """
+    import json
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(result.report, indent=1, default=str), encoding="utf-8")
+    md = out / "report.md"
+    md.write_text(result.table, encoding="utf-8")
+    return md
+
+
+__all__ = ["TrainConfig", "TrainResult", "build_models", "ensure_experiment", "fit_ranker", "train", "write_report"]
