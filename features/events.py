@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
-from features.records import ClientId, OpportunityId
+from features.records import ClientId, OpportunityId, iso_text_only
 
 EventId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{7,79}$")]
-IsoDateTime = Annotated[datetime, Strict(False)]
+IsoDateTime = Annotated[datetime, Strict(False), BeforeValidator(iso_text_only)]
 
 RejectReason = Literal[
     "not_interested",

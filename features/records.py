@@ -10,13 +10,21 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, field_validator, model_validator
 
 from features.centres import CENTRES
 from features.language import CefrLevel, LanguageSkillName, level_from_yki, level_ordinal
 
+
 # Dates arrive as ISO strings in JSON bodies; everything else is strict (no "5" -> 5, no 1.0 -> True).
-IsoDate = Annotated[date, Strict(False)]
+def iso_text_only(value: object) -> object:
+    """Dates come as ISO 8601 strings (or date objects), never as numbers."""
+    if isinstance(value, int | float):
+        raise ValueError("must be an ISO 8601 date string such as 2026-09-01, not a number")
+    return value
+
+
+IsoDate = Annotated[date, Strict(False), BeforeValidator(iso_text_only)]
 
 ClientId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{3,63}$", description="Pseudonymous id.")]
 OpportunityId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,63}$")]
@@ -400,7 +408,7 @@ class ItemRules(_Record):
     min_age: int | None = Field(default=None, ge=15, le=99)
     max_age: int | None = Field(default=None, ge=15, le=99)
     requires_work_permit: bool = False
-    client_types: tuple[Literal["te", "municipal"], ...] = ("te", "municipal")
+    client_types: Annotated[tuple[Literal["te", "municipal"], ...], Strict(False)] = ("te", "municipal")
     entrance_test: bool = False
     integration_period_only: bool = False
 

@@ -14,6 +14,7 @@ from service.errors import install_error_handlers
 from service.metrics import ServiceMetrics
 from service.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware, TimingMiddleware
 from service.model_holder import ModelHolder
+from service.profile_cache import ProfileCache
 from service.routers import candidates, clients, feedback, health, model, opportunities, suggestions
 from service.settings import Settings, get_settings
 from service.storage import repositories as repo
@@ -95,9 +96,13 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
     app.state.settings = settings
     app.state.metrics = ServiceMetrics()
     app.state.model_holder = model_holder or ModelHolder(settings)
+    app.state.profile_cache = ProfileCache()
     install_error_handlers(app)
-    for router in (health, suggestions, candidates, clients, opportunities, feedback, model):
-        app.include_router(router.router)
+    for module in (health, suggestions, candidates, clients, opportunities, feedback, model):
+        # Added flat (routers carry their own prefixes) so that ``app.routes`` lists every APIRoute: the
+        # security tests enumerate them, and FastAPI >= 0.16x wraps include_router() results.
+        for route in module.router.routes:
+            app.router.routes.append(route)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(

@@ -124,9 +124,26 @@ async def _on_pydantic_validation(_request: Request, exc: Exception) -> JSONResp
     return JSONResponse({"errors": validation_errors(exc.errors(include_url=False, include_input=False))}, 422)
 
 
-async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
+def _allowed_methods(request: Request) -> str | None:
+    """Every method any route offers on this path (Starlette only names the first matching route's)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"}) if hasattr(route, "matches") else (None, None)
+        route_methods = getattr(route, "methods", None)
+        if match in (Match.FULL, Match.PARTIAL) and route_methods:
+            methods |= set(route_methods)
+    return ", ".join(sorted(methods)) if methods else None
+
+
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        allowed = _allowed_methods(request)
+        if allowed:
+            headers["Allow"] = allowed
     return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code, headers=headers)
 
 

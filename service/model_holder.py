@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Literal
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from service.settings import Settings
 logger = logging.getLogger(__name__)
 
 Source = Literal["registry", "cache", "fallback"]
+T = TypeVar("T")
 RegistryLoader = Callable[[Settings], tuple[PolkuModel, str | None]]
 
 
@@ -76,13 +77,29 @@ class Catalogue:
         return cls(ops, {o.opportunity_id: i for i, o in enumerate(ops)}, EligibilityEvaluator(ops), fingerprint)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Snapshot:
-    """What one request scores with: a model, a catalogue, and the catalogue encoded for that model."""
+    """What one request scores with: a model, a catalogue, and the catalogue encoded for that model.
+
+    Derived per-snapshot helpers (remedy index, path planner) are built once on first use.
+    """
 
     loaded: LoadedModel
     catalogue: Catalogue
     items: EncodedItems
+    _derived: dict[str, Any] = field(default_factory=dict, repr=False)
+    _derived_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def derived(self, key: str, build: Callable[[], T]) -> T:
+        """A helper built once per snapshot (thread-safe)."""
+        value = self._derived.get(key)
+        if value is None:
+            with self._derived_lock:
+                value = self._derived.get(key)
+                if value is None:
+                    value = build()
+                    self._derived[key] = value
+        return cast(T, value)
 
 
 def load_from_registry(settings: Settings) -> tuple[PolkuModel, str | None]:

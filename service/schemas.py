@@ -27,7 +27,7 @@ _EXAMPLE_CLIENT: dict[str, Any] = {
     "client_id": "c-0001",
     "centre": "helsinki",
     "age": 34,
-    "skills": [{"uri": "http://data.europa.eu/esco/skill/0d0fe5e7-5ae6-4b53-9d1a-2b3b0d0b4a3c", "level": 2}],
+    "skills": [{"uri": "http://data.europa.eu/esco/skill/0ff99f51-40d9-42f1-a1ec-377b2bb5e15f", "level": 2}],
     "languages": [{"language": "fi", "level": "A2.1", "source": "teacher"}],
     "constraints": {"municipality": "091", "max_travel_km": 25},
     "consent": {"matching": True, "share_with_coordinators": True, "model_training": False},
@@ -90,6 +90,7 @@ class ErrorResponse(_Api):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorResponse, "description": "Body is not valid JSON"},
     401: {"model": ErrorResponse, "description": "Missing or invalid token"},
     403: {"model": ErrorResponse, "description": "Role or centre not allowed"},
     413: {"model": ErrorResponse, "description": "Body too large"},
@@ -148,6 +149,8 @@ class Gap(_Api):
     type: str
     code: str | None = None
     label: str
+    have: str | None = None
+    need: str | None = None
     text: str
     remedies: list[Remedy] = Field(default_factory=list)
 

@@ -18,7 +18,16 @@ from service.storage import repositories as repo
 logger = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
-_JSON_COLUMNS = ("profile", "profile_json", "client_json", "opportunity_json", "audit_json", "record", "json")
+_JSON_COLUMNS = (
+    "profile",
+    "opportunity",
+    "record",
+    "profile_json",
+    "client_json",
+    "opportunity_json",
+    "audit_json",
+    "json",
+)
 _SUFFIXES = (".parquet", ".jsonl", ".json")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -108,9 +108,13 @@ def test_validation_errors_never_echo_submitted_values(api: ApiEnv, caplog: pyte
     r = _suggest(api, {"client": client})
     assert r.status_code == 422
     fields = {e["field"] for e in r.json()["errors"]}
-    assert "body.client.skills.0.uri" in fields and "body.client.age" in fields
-    assert secret_skill not in r.text and "177" not in r.text and "input" not in r.json()["errors"][0]
-    assert secret_skill not in caplog.text and "177" not in caplog.text
+    assert "body.client.skills.0.uri" in fields
+    assert "body.client.age" in fields
+    assert secret_skill not in r.text
+    assert "177" not in r.text
+    assert "input" not in r.json()["errors"][0]
+    assert secret_skill not in caplog.text
+    assert "177" not in caplog.text
 
 
 # -------------------------------------------------------------------------------------------- candidates
@@ -128,7 +132,8 @@ def test_candidates_only_consenting_clients_of_the_centre_without_audit_attribut
         if c.centre == "helsinki" and c.consent.share_with_coordinators and c.consent.matching
     }
     returned = {c["client_id"] for c in body["data"]}
-    assert returned and returned <= consenting
+    assert returned
+    assert returned <= consenting
     assert body["considered"] == len(consenting)
     assert body["model"]["version"] == "1"
     text = r.text
@@ -137,6 +142,12 @@ def test_candidates_only_consenting_clients_of_the_centre_without_audit_attribut
     assert [c["rank"] for c in body["data"]] == list(range(1, len(body["data"]) + 1))
     for cid in returned:
         assert ("coordinator", "candidates", "helsinki") in _audit(api, cid)
+    again = api.client.post(
+        "/v1/opportunities/hel-vac-000/candidates",
+        json={"k": 50, "reference_date": REF},
+        headers=api.auth("coordinator"),
+    )
+    assert again.json()["data"] == body["data"]  # cached rows give the same ranking
 
 
 def test_candidates_role_centre_and_unknown(api: ApiEnv) -> None:
@@ -160,7 +171,8 @@ def test_client_put_get_delete_unlinks_feedback(api: ApiEnv) -> None:
     assert api.client.put(f"/v1/clients/{cid}", json=body, headers=h).status_code == 201
     assert api.client.put(f"/v1/clients/{cid}", json=body, headers=h).status_code == 200
     got = api.client.get(f"/v1/clients/{cid}", headers=h)
-    assert got.status_code == 200 and got.json()["profile"]["client_id"] == cid
+    assert got.status_code == 200
+    assert got.json()["profile"]["client_id"] == cid
     assert "gender" not in got.text
     assert ("counsellor", "client_read", "helsinki") in _audit(api, cid)
     assert api.client.get(f"/v1/clients/{cid}", headers=api.auth("counsellor", "espoo")).status_code == 403
@@ -175,21 +187,25 @@ def test_client_put_get_delete_unlinks_feedback(api: ApiEnv) -> None:
     }
     assert api.client.post("/v1/feedback", json=event, headers=h).status_code == 201
     deleted = api.client.delete(f"/v1/clients/{cid}", headers=h)
-    assert deleted.status_code == 200 and deleted.json()["feedback_unlinked"] == 1
+    assert deleted.status_code == 200
+    assert deleted.json()["feedback_unlinked"] == 1
     assert api.client.get(f"/v1/clients/{cid}", headers=h).status_code == 404
     assert api.client.delete(f"/v1/clients/{cid}", headers=h).status_code == 404
     with api.client.app.state.session_factory() as s:  # type: ignore[attr-defined]
         assert repo.get_audit_attributes(s, cid) is None
         assert repo.feedback_for_clients(s, [cid]) == []
         row = s.get(repo.FeedbackRow, event["event_id"])
-        assert row is not None and row.client_id is None and "client_id" not in row.payload
+        assert row is not None
+        assert row.client_id is None
+        assert "client_id" not in row.payload
 
 
 def test_client_put_rules(api: ApiEnv) -> None:
     client = make_client(client_id="mismatch-01")
     body = {"profile": client.model_dump(mode="json")}
     r = api.client.put("/v1/clients/other-id-01", json=body, headers=api.auth("counsellor"))
-    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.profile.client_id"
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"] == "body.profile.client_id"
     assert (
         api.client.put("/v1/clients/mismatch-01", json=body, headers=api.auth("counsellor", "espoo")).status_code == 403
     )
@@ -207,7 +223,8 @@ def test_opportunities_crud_and_list(api: ApiEnv) -> None:
     listed = api.client.get("/v1/opportunities?kind=vacancy&centre=helsinki", headers=api.auth("counsellor"))
     assert listed.status_code == 200
     data = listed.json()
-    assert data["total"] >= 8 and all(o["kind"] == "vacancy" and o["centre"] == "helsinki" for o in data["data"])
+    assert data["total"] >= 8
+    assert all(o["kind"] == "vacancy" and o["centre"] == "helsinki" for o in data["data"])
     opp = make_opportunity(opportunity_id="tmp-opp-001")
     url = "/v1/opportunities/tmp-opp-001"
     assert (
@@ -249,11 +266,13 @@ def test_feedback_is_idempotent_by_event_id(api: ApiEnv) -> None:
     first = api.client.post("/v1/feedback", json=event, headers=h)
     assert first.status_code == 201
     again = api.client.post("/v1/feedback", json=event, headers=h)
-    assert again.status_code == 200 and again.json() == {**first.json(), "status": "duplicate"}
+    assert again.status_code == 200
+    assert again.json() == {**first.json(), "status": "duplicate"}
     changed = api.client.post("/v1/feedback", json={**event, "outcome": "completed"}, headers=h)
     assert changed.status_code == 409
     bad = api.client.post("/v1/feedback", json={**event, "event_id": "evt-bad-000001", "outcome": "married"}, headers=h)
-    assert bad.status_code == 422 and "married" not in bad.text
+    assert bad.status_code == 422
+    assert "married" not in bad.text
     assert api.client.post("/v1/feedback", json=event, headers=api.auth("data_scientist", None)).status_code == 403
     assert (
         api.client.post(
@@ -269,16 +288,20 @@ def test_feedback_is_idempotent_by_event_id(api: ApiEnv) -> None:
 def test_model_info_reload_and_refused_reload(api: ApiEnv) -> None:
     h = api.auth("data_scientist", None)
     info = api.client.get("/v1/model", headers=h).json()
-    assert info["model"]["version"] == "1" and info["source"] == "registry" and not info["degraded"]
+    assert info["model"]["version"] == "1"
+    assert info["source"] == "registry"
+    assert not info["degraded"]
     assert api.client.post("/v1/admin/model:reload", headers=h).status_code == 403
     admin = api.auth("admin", None)
     api.registry["version"] = "2"
     r = api.client.post("/v1/admin/model:reload", headers=admin)
-    assert r.status_code == 200 and r.json()["model"]["version"] == "2"
+    assert r.status_code == 200
+    assert r.json()["model"]["version"] == "2"
     api.registry["error"] = ModelLoadError("models:/polku-ranker/3: featurizer.json corrupt")
     try:
         r = api.client.post("/v1/admin/model:reload", headers=admin)
-        assert r.status_code == 409 and "corrupt" in r.json()["errors"][0]["reason"]
+        assert r.status_code == 409
+        assert "corrupt" in r.json()["errors"][0]["reason"]
         assert _suggest(api, {"client_id": "hel-c-000"}).json()["model"]["version"] == "2"
     finally:
         api.registry.pop("error")
@@ -289,27 +312,32 @@ def test_model_info_reload_and_refused_reload(api: ApiEnv) -> None:
 def test_health_ready_metrics(api: ApiEnv) -> None:
     assert api.client.get("/healthz").json() == {"status": "ok"}
     ready = api.client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["status"] == "ok"
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ok"
     assert api.client.get("/metrics").status_code == 401
     assert api.client.get("/metrics", headers=api.auth("counsellor")).status_code == 403
     text = api.client.get("/metrics", headers=api.auth("admin", None)).text
     assert 'polku_http_request_duration_seconds_count{method="POST",route="/v1/suggestions"' in text
-    assert "polku_model_version{" in text and "polku_suggestions_served_total" in text
+    assert "polku_model_version{" in text
+    assert "polku_suggestions_served_total" in text
     assert "polku_fallback_answers_total" in text
 
 
 # -------------------------------------------------------------------------------------------- security
 def test_every_route_but_health_requires_a_token(api: ApiEnv) -> None:
     open_routes = {"/healthz", "/readyz"}
+    checked = 0
     for route in api.client.app.routes:  # type: ignore[attr-defined]
         if not isinstance(route, APIRoute) or route.path in open_routes:
             continue
+        checked += 1
         path = route.path.replace("{client_id}", "hel-c-000").replace("{opportunity_id}", "hel-vac-000")
         for method in route.methods:
             r = api.client.request(method, path, json={})
             assert r.status_code == 401, (method, path, r.status_code)
             bad = api.client.request(method, path, json={}, headers={"Authorization": "Bearer not-a-jwt"})
             assert bad.status_code == 401
+    assert checked >= 14, "routes must be enumerable (no wrapped routers)"
 
 
 def test_body_cap_headers_and_cors(api: ApiEnv) -> None:
@@ -353,10 +381,12 @@ def test_fallback_model_when_no_champion_and_no_cache(db_url: str, tmp_path: Pat
     holder = ModelHolder(settings, registry_loader=registry_from({"error": ModelLoadError("registry down")}))
     with TestClient(create_app(settings, model_holder=holder)) as c:
         ready = c.get("/readyz").json()
-        assert ready["status"] == "degraded" and ready["model"]["fallback"] is True
+        assert ready["status"] == "degraded"
+        assert ready["model"]["fallback"] is True
         h = {"Authorization": f"Bearer {mint_token(settings, role='counsellor', centre='helsinki')}"}
         r = c.post("/v1/suggestions", json={"client_id": "hel-c-003", "reference_date": REF}, headers=h)
-        assert r.status_code == 200 and r.json()["model"]["fallback"] is True
+        assert r.status_code == 200
+        assert r.json()["model"]["fallback"] is True
         admin = {"Authorization": f"Bearer {mint_token(settings, role='admin', centre=None)}"}
         assert "polku_fallback_answers_total 1.0" in c.get("/metrics", headers=admin).text
         assert c.post("/v1/admin/model:reload", headers=admin).status_code == 409
@@ -391,10 +421,28 @@ def test_database_unreachable_gives_503_with_retry_after(api: ApiEnv) -> None:
             "occurred_at": "2025-10-01T08:00:00Z",
         }
         r = api.client.post("/v1/feedback", json=event, headers=api.auth("counsellor"))
-        assert r.status_code == 503 and int(r.headers["retry-after"]) > 0
+        assert r.status_code == 503
+        assert int(r.headers["retry-after"]) > 0
         body = {"profile": make_client(client_id="down-0001").model_dump(mode="json")}
         r = api.client.put("/v1/clients/down-0001", json=body, headers=api.auth("counsellor"))
-        assert r.status_code == 503 and "retry-after" in r.headers
+        assert r.status_code == 503
+        assert "retry-after" in r.headers
     finally:
         app.state.session_factory = good  # type: ignore[attr-defined]
         bad_engine.dispose()
+
+
+def test_paths_chain_step_after_step(api: ApiEnv) -> None:
+    client = make_client(client_id="path-0001", languages=[{"language": "fi", "level": "A1.1"}])
+    r = _suggest(api, {"client": client.model_dump(mode="json"), "include_paths": True, "k": 2, "lang": "fi"})
+    assert r.status_code == 200, r.text
+    paths = r.json()["paths"]
+    assert paths, "a Finnish course should open a path to the cook vacancies"
+    assert len(paths) <= 3
+    for path in paths:
+        steps = path["steps"]
+        assert steps[-1]["kind"] in ("vacancy", "work_trial")
+        for before, after in zip(steps, steps[1:], strict=False):
+            end = date.fromisoformat(before["start"]) + timedelta(weeks=before["weeks"])
+            assert date.fromisoformat(after["start"]) >= end
+        assert path["weeks_to_goal"] >= 0

@@ -82,7 +82,8 @@ def test_prod_requires_a_secret_and_dev_persists_one(tmp_path, monkeypatch: pyte
         Settings(env="prod", data_dir=tmp_path).jwt_key()
     dev = Settings(env="dev", data_dir=tmp_path)
     key = dev.jwt_key()
-    assert len(key) >= 32 and (tmp_path / "jwt-secret").read_text().strip() == key
+    assert len(key) >= 32
+    assert (tmp_path / "jwt-secret").read_text().strip() == key
     assert (tmp_path / "jwt-secret").stat().st_mode & 0o077 == 0
     with pytest.raises(ValueError, match="at least"):
         Settings(jwt_secret="short")  # type: ignore[arg-type]

@@ -58,7 +58,9 @@ def test_client_roundtrip_consent_filter_and_erasure(session: Session) -> None:
     assert repo.get_client(session, "st-a-001") == a
     assert repo.get_audit_attributes(session, "st-a-001").gender == "male"  # type: ignore[union-attr]
     shared = {p.client_id for p in repo.shareable_clients(session, "helsinki")}
-    assert "st-a-001" in shared and "st-b-001" not in shared and "st-c-001" not in shared
+    assert "st-a-001" in shared
+    assert "st-b-001" not in shared
+    assert "st-c-001" not in shared
     event = DecisionEvent(
         event_id="evt-st-000001",
         client_id="st-a-001",
@@ -73,7 +75,9 @@ def test_client_roundtrip_consent_filter_and_erasure(session: Session) -> None:
     assert repo.get_client(session, "st-a-001") is None
     assert repo.get_audit_attributes(session, "st-a-001") is None
     row = session.get(repo.FeedbackRow, "evt-st-000001")
-    assert row is not None and row.client_id is None and "client_id" not in row.payload
+    assert row is not None
+    assert row.client_id is None
+    assert "client_id" not in row.payload
     assert not repo.delete_client(session, "st-a-001")
 
 
@@ -104,8 +108,10 @@ def test_opportunities_list_filter_and_fingerprint(session: Session) -> None:
     after = repo.catalogue_fingerprint(session)
     assert after != before
     trials, total = repo.list_opportunities(session, kind="work_trial")
-    assert total >= 1 and all(o.kind == "work_trial" for o in trials)
-    assert repo.delete_opportunity(session, "st-o-002") and not repo.delete_opportunity(session, "st-o-002")
+    assert total >= 1
+    assert all(o.kind == "work_trial" for o in trials)
+    assert repo.delete_opportunity(session, "st-o-002")
+    assert not repo.delete_opportunity(session, "st-o-002")
     session.commit()
     assert repo.catalogue_fingerprint(session) != after
 
@@ -128,7 +134,8 @@ def test_load_world_is_bulk_and_idempotent(session: Session, tmp_path: Path) -> 
     first = load_world(session, tmp_path / "world")
     second = load_world(session, tmp_path / "world")
     assert first.clients == second.clients == len(clients)
-    assert second.new_clients == 0 and second.new_opportunities == 0
+    assert second.new_clients == 0
+    assert second.new_opportunities == 0
     assert repo.get_client(session, clients[0].client_id) == clients[0]
     assert repo.get_audit_attributes(session, clients[0].client_id) is not None
 
@@ -139,11 +146,13 @@ def test_export_only_consenting_deidentified_without_audit(session: Session, tmp
     out = export_training_data(session, tmp_path / "export.jsonl", salt=b"s")
     lines = [json.loads(line) for line in out.path.read_text().splitlines()]
     profiles = [ClientProfile.model_validate(r["profile"], strict=False) for r in lines if r["kind"] == "client"]
-    assert profiles and all(p.consent.model_training for p in profiles)
+    assert profiles
+    assert all(p.consent.model_training for p in profiles)
     stored = {c.client_id for c in tiny_clients()}
     text = out.path.read_text()
     assert not any(cid in text for cid in stored)
     assert all(p.client_id.startswith("anon-") for p in profiles)
-    assert "mother_tongue" not in text and "gender" not in text
+    assert "mother_tongue" not in text
+    assert "gender" not in text
     consenting = sum(1 for p in repo.training_clients(session))
     assert out.clients == consenting

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from features.records import ClientId
 from service.auth import ensure_centre
@@ -53,7 +53,7 @@ def get_client(client_id: ClientId, principal: Counsellor, session: SessionDep) 
 
 
 @router.delete("/{client_id}", response_model=DeletedResponse, responses={**ERROR_RESPONSES, **NOT_FOUND})
-def delete_client(client_id: ClientId, principal: Counsellor, session: SessionDep) -> DeletedResponse:
+def delete_client(client_id: ClientId, principal: Counsellor, session: SessionDep, request: Request) -> DeletedResponse:
     """Erase a client: profile and audit attributes are deleted and feedback events are unlinked."""
     centre = repo.client_centre(session, client_id)
     if centre is None:
@@ -63,4 +63,5 @@ def delete_client(client_id: ClientId, principal: Counsellor, session: SessionDe
     repo.delete_client(session, client_id)
     repo.write_audit(session, actor_of(principal), [client_id], "erasure")
     session.commit()
+    request.app.state.profile_cache.forget(client_id)
     return DeletedResponse(id=client_id, feedback_unlinked=n_feedback)

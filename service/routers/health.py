@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from service.deps import AnyUser, HolderDep, MetricsDep, Observer
-from service.schemas import HealthResponse, ReadyResponse
+from service.schemas import ERROR_RESPONSES, HealthResponse, ReadyResponse
 from service.storage.db import ping
 from service.suggest import model_info
 
@@ -39,7 +39,7 @@ def readyz(request: Request, holder: HolderDep) -> Any:
     return ReadyResponse(status="degraded" if degraded else "ok", database=True, model=model_info(snap), reason=reason)
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}, **ERROR_RESPONSES})
 def metrics(_principal: Observer, service_metrics: MetricsDep) -> Response:
     """Prometheus exposition: latency per route, model version, suggestions served, fallback answers."""
     return Response(service_metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -128,6 +128,32 @@ def shareable_clients(session: Session, centre: str) -> list[ClientProfile]:
     return [ClientProfile.model_validate(p, strict=False) for p in rows]
 
 
+def shareable_client_versions(session: Session, centre: str) -> list[tuple[str, datetime]]:
+    """(id, updated_at) of the clients of ``centre`` who consented to matching and to sharing with coordinators."""
+    rows = session.execute(
+        select(ClientRow.client_id, ClientRow.updated_at)
+        .where(
+            ClientRow.centre == centre,
+            ClientRow.consent_share_with_coordinators.is_(True),
+            ClientRow.consent_matching.is_(True),
+        )
+        .order_by(ClientRow.client_id)
+    ).all()
+    return [(str(cid), updated) for cid, updated in rows]
+
+
+def client_profiles(session: Session, client_ids: Sequence[str]) -> dict[str, tuple[datetime, ClientProfile]]:
+    """Validated profiles (with ``updated_at``) of the given clients, by id."""
+    out: dict[str, tuple[datetime, ClientProfile]] = {}
+    for chunk in _chunks(list(client_ids)):
+        stmt = select(ClientRow.client_id, ClientRow.updated_at, ClientRow.profile).where(
+            ClientRow.client_id.in_(chunk)
+        )
+        for cid, updated, profile in session.execute(stmt):
+            out[str(cid)] = (updated, ClientProfile.model_validate(profile, strict=False))
+    return out
+
+
 def training_clients(session: Session) -> Iterable[ClientProfile]:
     """Clients who consented to model training (streamed in id order)."""
     stmt = (
