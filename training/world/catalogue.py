@@ -60,7 +60,8 @@ _LANG_ENTRY: Final = (0, 1, 2, 3, 4, 5, 6)  # ordinal of the course's entry leve
 
 
 def _intakes(cohorts: Sequence[int], months: Sequence[int], day: int = 1) -> list[date]:
-    years = [*cohorts, max(cohorts) + 1]
+    # Intakes run three years past the last cohort, so that a service started today still has upcoming starts.
+    years = [*cohorts, *range(max(cohorts) + 1, max(cohorts) + 4)]
     return sorted(date(y, m, day) for y in years for m in months)
 
 
@@ -349,7 +350,8 @@ class _CatalogueBuilder:
         intake: dict[str, Any] = {"continuous": True}
         if rng.random() < 0.35:
             month = int(rng.integers(9, 13))
-            intake = {"continuous": False, "dates": [date(y, month, 1) + timedelta(days=14) for y in self.cohorts]}
+            years = [*self.cohorts, *range(max(self.cohorts) + 1, max(self.cohorts) + 4)]
+            intake = {"continuous": False, "dates": [date(y, month, 1) + timedelta(days=14) for y in years]}
         return {
             "kind": kind,
             "provider": employer,
