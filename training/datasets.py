@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import TYPE_CHECKING, Final
 
@@ -182,10 +182,27 @@ class TrainingData:
     acceptance: Mapping[str, tuple[int, int]]
 
 
-def _labelled_pairs(history: pd.DataFrame) -> pd.DataFrame:
+def outcome_labels(history: pd.DataFrame, reference: pd.DataFrame | None = None) -> npt.NDArray[np.int32]:
+    """Grade 0..4 per history row from its noisy ``outcome_score``, cut at the quintiles of ``reference``.
+
+    Args:
+        history: rows to label (column ``outcome_score``).
+        reference: rows whose quintiles define the cuts (default: ``history``; pass the training period).
+
+    Returns:
+        int32 label per row.
+    """
+    ref = (history if reference is None else reference)["outcome_score"].to_numpy(dtype=np.float64)
+    if ref.size == 0:
+        return np.zeros(len(history), dtype=np.int32)
+    cuts = np.quantile(ref, [0.2, 0.4, 0.6, 0.8])
+    return np.searchsorted(cuts, history["outcome_score"].to_numpy(dtype=np.float64), side="right").astype(np.int32)
+
+
+def _labelled_pairs(history: pd.DataFrame, label_source: str = "graded") -> pd.DataFrame:
     """One row per (client, opportunity) with the best label over its showings."""
     df = history[["client_id", "opportunity_id", "kind"]].copy()
-    df["label"] = graded_labels(history)
+    df["label"] = outcome_labels(history) if label_source == "outcome" else graded_labels(history)
     df["shown"] = True
     return df.groupby(["client_id", "opportunity_id", "kind"], as_index=False, sort=True).agg(
         label=("label", "max"), shown=("shown", "any")
@@ -258,6 +275,51 @@ def build_pair_table(
     )
 
 
+def leave_client_out_rates(
+    featurizer: PairFeaturizer,
+    client_ids: npt.NDArray[np.str_],
+    opportunity_ids: npt.NDArray[np.str_],
+    history: pd.DataFrame,
+) -> npt.NDArray[np.float32]:
+    """Smoothed acceptance rate of each row's item with the row's own client's showings left out.
+
+    The packaged featurizer keeps the full training-period counts; on training rows those counts include the
+    row's own acceptance (a label leak), so training rows get the same smoothing over the counts without
+    the client (leave-one-client-out).
+
+    Args:
+        featurizer: the fitted featurizer (its acceptance table, prior rate and prior strength).
+        client_ids: client per row.
+        opportunity_ids: opportunity per row.
+        history: the training-period history the acceptance table was counted from.
+
+    Returns:
+        float32 rate per row.
+    """
+    table: Mapping[str, tuple[int, int]] = featurizer.acceptance_
+    prior = float(featurizer.prior_rate_)
+    strength = max(float(featurizer.prior_strength), 0.0)
+    own = history.groupby(["client_id", "opportunity_id"], sort=False)["accepted"].agg(["sum", "count"])
+    key = pd.MultiIndex.from_arrays([client_ids, opportunity_ids])
+    own = own.reindex(key, fill_value=0)
+    totals = np.array([table.get(str(o), (0, 0)) for o in opportunity_ids], dtype=np.float64).reshape(-1, 2)
+    accepted = totals[:, 0] - own["sum"].to_numpy(dtype=np.float64)
+    shown = totals[:, 1] - own["count"].to_numpy(dtype=np.float64)
+    denom = shown + strength
+    rate = np.where(denom > 0, (accepted + strength * prior) / np.maximum(denom, 1e-12), prior)
+    return rate.astype(np.float32)
+
+
+def _without_own_acceptance(table: PairTable, featurizer: PairFeaturizer, history: pd.DataFrame) -> PairTable:
+    """The table with ``hist_accept_rate`` recomputed leave-one-client-out (see :func:`leave_client_out_rates`)."""
+    if "hist_accept_rate" not in table.feature_names or len(table) == 0:
+        return table
+    X = table.X.copy()
+    col = table.feature_names.index("hist_accept_rate")
+    X[:, col] = leave_client_out_rates(featurizer, table.client_ids, table.opportunity_ids, history)
+    return replace(table, X=X)
+
+
 def _fitted_featurizer(
     clients: Sequence[ClientProfile],
     opportunities: Sequence[Opportunity],
@@ -272,7 +334,7 @@ def build_training_data(world: World, config: TrainConfig | None = None) -> Trai
 
     The training queries are (client, kind) of the training cohorts' recorded slates. A share of the training
     clients (``config.valid_fraction``) is held out for early stopping. Acceptance counts come from the training
-    period only.
+    period only; on the training and validation rows ``hist_accept_rate`` leaves the row's own client out.
 
     Args:
         world: the synthetic world.
@@ -287,17 +349,22 @@ def build_training_data(world: World, config: TrainConfig | None = None) -> Trai
     train_hist = hist[hist["client_id"].isin(set(split.train_client_ids))]
     acceptance = acceptance_counts(train_hist)
     featurizer = _fitted_featurizer(world.clients, world.opportunities, acceptance)
-    pairs = _labelled_pairs(train_hist)
+    pairs = _labelled_pairs(train_hist, cfg.label_source)
     rng = np.random.default_rng(cfg.seed)
-    if cfg.unshown_negatives > 0:
+    if cfg.unshown_negatives > 0 and cfg.label_source == "graded":
         pairs = pd.concat([pairs, _unshown_negatives(world, pairs, cfg.unshown_negatives, rng)], ignore_index=True)
     train_clients = np.array(sorted(set(pairs["client_id"].astype(str))))
     n_valid = int(round(cfg.valid_fraction * train_clients.size))
     valid_clients = set(rng.choice(train_clients, size=n_valid, replace=False)) if n_valid > 0 else set()
     is_valid = pairs["client_id"].isin(valid_clients).to_numpy()
     train = build_pair_table(featurizer, pairs[~is_valid], world.clients, world.opportunities, world.cohort_of)
+    train = _without_own_acceptance(train, featurizer, train_hist)
     valid = (
-        build_pair_table(featurizer, pairs[is_valid], world.clients, world.opportunities, world.cohort_of)
+        _without_own_acceptance(
+            build_pair_table(featurizer, pairs[is_valid], world.clients, world.opportunities, world.cohort_of),
+            featurizer,
+            train_hist,
+        )
         if is_valid.any()
         else None
     )

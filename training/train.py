@@ -68,6 +68,9 @@ def fit_ranker(data: TrainingData, cfg: TrainConfig) -> LightGBMRanker:
     from models.rankers import LightGBMRanker
 
     params = {"seed": cfg.seed, **cfg.lgb_params}
+    if "min_data_in_leaf" in params:
+        # The regularising leaf size is tuned for the default world (~85k rows); small worlds need smaller leaves.
+        params["min_data_in_leaf"] = min(int(params["min_data_in_leaf"]), max(20, len(data.train.y) // 400))
     ranker = LightGBMRanker(
         params=params, num_boost_round=cfg.num_boost_round, early_stopping_rounds=cfg.early_stopping_rounds
     )
