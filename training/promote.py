@@ -61,6 +61,7 @@ def decide(
     *,
     max_group_gap: float,
     reference: str = "champion",
+    reference_gap: float | None = None,
 ) -> tuple[bool, str]:
     """The pure gate rule.
 
@@ -70,12 +71,23 @@ def decide(
         reference_ndcg: the champion's (or baseline's) NDCG@k on the same test set; None = nothing to beat.
         max_group_gap: largest allowed gap.
         reference: name of the reference, for the reason text.
+        reference_gap: only for a first champion, the group gap of the points fallback that serves while there
+            is no champion. A first champion may exceed ``max_group_gap`` only if it narrows that gap, since
+            refusing it would leave the wider gap in service; every later promotion uses ``max_group_gap`` alone.
 
     Returns:
         (promote?, reason).
     """
     if candidate_gap > max_group_gap:
-        return False, f"largest per-group NDCG gap {candidate_gap:.4f} exceeds {max_group_gap:.4f}"
+        if reference_gap is None or candidate_gap > reference_gap:
+            return False, f"largest per-group NDCG gap {candidate_gap:.4f} exceeds {max_group_gap:.4f}"
+        if reference_ndcg is not None and candidate_ndcg < reference_ndcg:
+            return False, f"NDCG {candidate_ndcg:.4f} is below {reference} NDCG {reference_ndcg:.4f}"
+        return True, (
+            f"first champion: NDCG {candidate_ndcg:.4f} >= {reference} NDCG {reference_ndcg or 0.0:.4f}; group gap "
+            f"{candidate_gap:.4f} exceeds {max_group_gap:.4f} but narrows the {reference}'s {reference_gap:.4f} "
+            "that would serve otherwise"
+        )
     if reference_ndcg is not None and candidate_ndcg < reference_ndcg:
         return False, f"NDCG {candidate_ndcg:.4f} is below {reference} NDCG {reference_ndcg:.4f}"
     if reference_ndcg is None:
@@ -95,6 +107,15 @@ def _client(tracking_uri: str | None) -> Any:
     uri = tracking_uri or mlflow_tracking_uri()
     mlflow.set_tracking_uri(uri)
     return MlflowClient(tracking_uri=uri)
+
+
+def _alias_versions(client: Any, name: str, alias: str) -> set[str]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return {str(client.get_model_version_by_alias(name, alias).version)}
+    except MlflowException:
+        return set()
 
 
 def champion_version(name: str, *, client: Any) -> str | None:
@@ -129,6 +150,7 @@ def promote(
     test: TestSet,
     candidate_metrics: Mapping[str, Any] | None = None,
     baseline_ndcg: float | None = None,
+    baseline_gap: float | None = None,
     config: TrainConfig | None = None,
     if_no_champion: bool = False,
     tracking_uri: str | None = None,
@@ -140,6 +162,7 @@ def promote(
         test: the test set both the candidate and the champion are evaluated on.
         candidate_metrics: the candidate's metrics on ``test`` (re-evaluated from the registry when absent).
         baseline_ndcg: the points baseline's NDCG@k on ``test``: the reference when there is no champion.
+        baseline_gap: the points baseline's largest per-group NDCG@k gap on ``test`` (first champion only).
         config: run configuration (``k``, ``max_group_gap``, ``registered_model_name``).
         if_no_champion: only act when there is no champion yet (leave an existing champion alone).
         tracking_uri: MLflow tracking URI (default ``features.paths.mlflow_tracking_uri()``).
@@ -161,13 +184,19 @@ def promote(
         decision = PromotionDecision(ver, False, None, reason, cand_ndcg, f"champion v{current}", None, cand_gap)
     else:
         ref_ndcg: float | None = baseline_ndcg
+        ref_gap: float | None = baseline_gap
         reference = "points baseline"
         if current is not None:
             reference = f"champion v{current}"
             ref_ndcg = float(_evaluate_version(name, current, test, cfg)[f"ndcg_{k}"])
-        ok, reason = decide(cand_ndcg, cand_gap, ref_ndcg, max_group_gap=cfg.max_group_gap, reference=reference)
+            ref_gap = None
+        ok, reason = decide(
+            cand_ndcg, cand_gap, ref_ndcg, max_group_gap=cfg.max_group_gap, reference=reference, reference_gap=ref_gap
+        )
         alias = CHAMPION if ok else CHALLENGER
         client.set_registered_model_alias(name, alias, ver)
+        if ok and ver in _alias_versions(client, name, CHALLENGER):
+            client.delete_registered_model_alias(name, CHALLENGER)
         decision = PromotionDecision(ver, ok, alias, reason, cand_ndcg, reference, ref_ndcg, cand_gap)
     _record(decision, name=name, client=client)
     return decision

@@ -282,6 +282,7 @@ def train(
                     test=test,
                     candidate_metrics=report["rankers"][MODEL_RANKER],
                     baseline_ndcg=report["rankers"]["points"][f"ndcg_{cfg.k}"],
+                    baseline_gap=report["rankers"]["points"].get(f"max_group_gap_ndcg_{cfg.k}"),
                     config=cfg,
                     if_no_champion=if_no_champion,
                     tracking_uri=tracking_uri,
