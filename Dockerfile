@@ -25,7 +25,7 @@ WORKDIR /app
 COPY --from=build --chown=10001:10001 /app /app
 ENV PATH="/app/.venv/bin:${PATH}" \
     PYTHONUNBUFFERED=1 \
-    POLKU_ENV=production \
+    POLKU_ENV=prod \
     POLKU_DATA_DIR=/data \
     POLKU_HOST=0.0.0.0 \
     POLKU_PORT=8000

@@ -94,7 +94,12 @@ def evaluate_cmd(
     from training.train import build_models
     from training.world import World
 
+    import mlflow
+
+    from features.paths import mlflow_tracking_uri
+
     _setup_logging()
+    mlflow.set_tracking_uri(mlflow_tracking_uri())
     cfg = _load_config(config_file, None)
     w = World.load(_world_dir(world))
     data = build_training_data(w, cfg)
@@ -132,4 +137,5 @@ def rollback_cmd(
 
     _setup_logging()
     previous = rollback(version)
-    typer.echo(f"champion: v{previous} -> v{version}")
+    before = f"v{previous}" if previous is not None else "none"
+    typer.echo(f"champion: {before} -> v{version}")
