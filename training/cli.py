@@ -88,15 +88,14 @@ def evaluate_cmd(
     config_file: Annotated[Path | None, typer.Option("--config", help="YAML file with TrainConfig fields.")] = None,
 ) -> None:
     """Evaluate a registered model against the baselines and the oracle on the world's test cohort."""
+    import mlflow
+
+    from features.paths import mlflow_tracking_uri
     from models.package import load_polku_model
     from training.datasets import build_training_data
     from training.evaluate import build_test_set, evaluate_models, markdown_table
     from training.train import build_models
     from training.world import World
-
-    import mlflow
-
-    from features.paths import mlflow_tracking_uri
 
     _setup_logging()
     mlflow.set_tracking_uri(mlflow_tracking_uri())
