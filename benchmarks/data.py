@@ -36,19 +36,24 @@ class Sizes:
     world_clients: int = 3000
     catalogues: tuple[int, ...] = (1_000, 10_000, 50_000)
     inprocess_requests: int = 300
+    inprocess_seconds: float = 10.0
     http_requests: int = 600
-    http_seconds: float = 25.0
+    http_seconds: float = 15.0
     concurrency: tuple[int, ...] = (1, 8)
     model_candidates: int = 1_000
     model_repeats: int = 300
     candidate_stores: tuple[int, ...] = (10_000, 100_000)
     candidate_requests: int = 50
-    candidate_seconds: float = 40.0
+    candidate_seconds: float = 30.0
     train_rows: tuple[int, ...] = (100_000, 1_000_000)
     startup_catalogue: int = 50_000
     rss_requests: int = 10_000
-    rss_seconds: float = 90.0
+    rss_seconds: float = 60.0
     quality_clients: int = 3000
+    store_clients: int = 0
+    """Clients stored next to the suggestion catalogues (smoke: the candidate store, so one server serves all)."""
+    candidate_catalogue: int = 0
+    """Catalogue size of the candidate stores (0 = the world's own catalogue)."""
 
     @classmethod
     def smoke(cls) -> Sizes:
@@ -57,6 +62,7 @@ class Sizes:
             world_clients=300,
             catalogues=(200,),
             inprocess_requests=20,
+            inprocess_seconds=5.0,
             http_requests=30,
             http_seconds=5.0,
             concurrency=(1, 4),
@@ -70,6 +76,8 @@ class Sizes:
             rss_requests=50,
             rss_seconds=10.0,
             quality_clients=300,
+            store_clients=200,
+            candidate_catalogue=200,
         )
 
 
@@ -172,18 +180,20 @@ def train_bench_model(world: World) -> tuple[PolkuModel, dict[str, Any]]:
     return model, info
 
 
-def _fallback_model(world: World) -> PolkuModel:
+def _fallback_model(world: World, rounds: int = 150, n_clients: int = 800) -> PolkuModel:
     from features.eligibility import EligibilityEvaluator
     from features.pairs import PairBatch, PairFeaturizer
     from models.package import PolkuModel
     from models.rankers import LightGBMRanker
 
     opps = world.opportunities
-    feat = PairFeaturizer().fit(PairBatch([], opps, np.zeros(0), np.zeros(0)), acceptance=_acceptance(world))
+    feat = PairFeaturizer().fit(
+        PairBatch([], opps, np.zeros(0, np.int64), np.zeros(0, np.int64)), acceptance=_acceptance(world)
+    )
     items = feat.encode_items(opps)
     ev = EligibilityEvaluator(opps)
     xs, ys, gs = [], [], []
-    for qi, c in enumerate(world.clients[:800]):
+    for qi, c in enumerate(world.clients[:n_clients]):
         ref = date(world.cohort_of.get(c.client_id, 2025), 9, 1)
         idx = ev.evaluate(c, ref).eligible_indices
         if idx.size < 2:
@@ -192,8 +202,9 @@ def _fallback_model(world: World) -> PolkuModel:
         ys.append(world.truth.relevance([c.client_id] * idx.size, [opps[i].opportunity_id for i in idx]))
         gs.append(np.full(idx.size, qi))
     names = [str(n) for n in feat.get_feature_names_out()]
-    ranker = LightGBMRanker(num_boost_round=150).fit(np.vstack(xs), np.concatenate(ys), np.concatenate(gs),
-                                                     feature_names=names)
+    ranker = LightGBMRanker(num_boost_round=rounds, early_stopping_rounds=rounds).fit(
+        np.vstack(xs), np.concatenate(ys), np.concatenate(gs), feature_names=names
+    )
     return PolkuModel(feat, ranker, {"name": "polku-ranker", "version": "bench"})
 
 
@@ -252,6 +263,9 @@ class Fixtures:
     _catalogues: dict[int, list[Opportunity]] = field(default_factory=dict)
     _dirs: dict[tuple[int, int], DataDir] = field(default_factory=dict)
     world_seconds: float = 0.0
+    _server: Any = None
+    _server_key: tuple[int, int] | None = None
+    _server_cm: Any = None
 
     @property
     def world(self) -> World:
@@ -328,3 +342,25 @@ class Fixtures:
         dd.seconds = round(time.perf_counter() - start, 2)
         logger.info("data dir %s prepared in %.1fs", path.name, dd.seconds)
         return dd
+
+    def server(self, dd: DataDir) -> Any:
+        """A uvicorn server on ``dd`` (kept running for later sections; one at a time)."""
+        from benchmarks.httpload import rss_mb, uvicorn_server
+
+        key = (dd.n_opportunities, dd.n_clients)
+        if self._server is not None and self._server_key == key and self._server.proc.poll() is None:
+            return self._server
+        self.close_server()
+        cm = uvicorn_server(dd.env(), self.workdir / "logs")
+        server = cm.__enter__()
+        server.rss_at_start = rss_mb(server.proc.pid)
+        server.requests_served = 0
+        self._server, self._server_key, self._server_cm = server, key, cm
+        logger.info("server on %s ready in %.1fs", dd.path.name, server.started_s)
+        return server
+
+    def close_server(self) -> None:
+        """Stop the running server, if any."""
+        if self._server_cm is not None:
+            self._server_cm.__exit__(None, None, None)
+        self._server = self._server_key = self._server_cm = None

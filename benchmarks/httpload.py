@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -56,6 +55,8 @@ class Server:
     port: int
     started_s: float
     log_path: Path
+    rss_at_start: dict[str, float] = field(default_factory=dict)
+    requests_served: int = 0
 
     @property
     def base(self) -> str:
@@ -75,7 +76,9 @@ def _get(port: int, path: str, timeout: float = 2.0) -> int:
 
 
 @contextlib.contextmanager
-def uvicorn_server(env: dict[str, str], log_dir: Path, *, workers: int = 1, timeout_s: float = 240.0) -> Iterator[Server]:
+def uvicorn_server(
+    env: dict[str, str], log_dir: Path, *, workers: int = 1, timeout_s: float = 240.0
+) -> Iterator[Server]:
     """Start ``uvicorn service.app:create_app --factory`` and wait until ``/readyz`` answers 200.
 
     Yields:
@@ -102,7 +105,7 @@ def uvicorn_server(env: dict[str, str], log_dir: Path, *, workers: int = 1, time
         cmd += ["--workers", str(workers)]
     start = time.perf_counter()
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=os.getcwd())  # noqa: S603
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=Path.cwd())  # noqa: S603
     try:
         while True:
             if proc.poll() is not None:

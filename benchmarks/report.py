@@ -128,7 +128,7 @@ def environment() -> dict[str, Any]:
     import os
     from importlib import metadata
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("numpy", "scipy", "lightgbm", "fastapi", "uvicorn", "sqlalchemy", "pydantic", "mlflow"):
         try:
             versions[pkg] = metadata.version(pkg)

@@ -7,6 +7,7 @@ suggestions, model_time, candidates, training, quality, service.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import shutil
 import sys
@@ -26,12 +27,17 @@ DEFAULT_OUT = Path("benchmarks/results/latest.json")
 
 SECTIONS: dict[str, tuple[str, Callable[[Section, Fixtures], None]]] = {
     "suggestions": ("POST /v1/suggestions: in process and over HTTP, 1k/10k/50k opportunities", suggestions.run),
+    "service": ("service start-up to ready, RSS after start and after 10k requests", startup.run),
     "model_time": ("model time per 1,000 candidates vs LightGBM predict(num_threads=1)", model_time.run),
     "candidates": ("POST /v1/opportunities/{id}/candidates with 10k and 100k stored clients", candidates.run),
     "training": ("training end to end at 100k and 1M pair rows: seconds and peak RSS", training_time.run),
     "quality": ("quality of the latest train run: NDCG@10 per ranker, ratios to oracle and points", quality.run),
-    "service": ("service start-up to ready, RSS after start and after 10k requests", startup.run),
 }
+"""Sections in run order (the service section reuses the largest suggestions server, so it runs second)."""
+
+
+def _call(fn: Callable[[Section, Fixtures], None], fx: Fixtures, section: Section) -> None:
+    fn(section, fx)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,10 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, (title, fn) in SECTIONS.items():
             if args.only and name not in args.only:
                 continue
-            sections.append(run_section(name, title, lambda s, fn=fn: fn(s, fx)))
+            sections.append(run_section(name, title, functools.partial(_call, fn, fx)))
             report = build_report(sections, smoke=args.smoke, seconds=time.perf_counter() - start, sizes=asdict(sizes))
             write_report(report, args.out)  # after every section: a partial report survives an abort
     finally:
+        fx.close_server()
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     report = build_report(sections, smoke=args.smoke, seconds=time.perf_counter() - start, sizes=asdict(sizes))

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.data import DataDir, Fixtures
-from benchmarks.httpload import build_request, run_load, uvicorn_server
+from benchmarks.httpload import build_request, run_load
 from benchmarks.report import Section, latency_stats
 from benchmarks.stages import STAGES, suggest_stages
 
@@ -60,8 +60,13 @@ def _inprocess(section: Section, fx: Fixtures, n_items: int, include_paths: bool
     lat: list[float] = []
     split: dict[str, float] = defaultdict(float)
     eligible: list[int] = []
+    deadline = time.perf_counter() + fx.sizes.inprocess_seconds
     with suggest_stages(snap) as timer:
         for i in range(n):
+            if i >= 3 and time.perf_counter() > deadline:
+                section.note(f"in-process {n_items} items, paths={include_paths}: {i} requests (time cap)")
+                n = i
+                break
             r = reqs[i % len(reqs)]
             timer.reset()
             t0 = time.perf_counter()
@@ -74,7 +79,7 @@ def _inprocess(section: Section, fx: Fixtures, n_items: int, include_paths: bool
                 measured += s
             split["other"] += max(dt - measured, 0.0)
             eligible.append(sum(g.eligible for g in resp.suggestions))
-        wrapped = {k: v for k, v in timer.wrapped.items()}
+        wrapped = dict(timer.wrapped)
     stats = latency_stats(lat)
     total = sum(lat)
     split_ms = {f"{s}_ms": 1000.0 * split.get(s, 0.0) / n for s in STAGES}
@@ -92,41 +97,51 @@ def _inprocess(section: Section, fx: Fixtures, n_items: int, include_paths: bool
     return row
 
 
-def _http(section: Section, fx: Fixtures, n_items: int) -> list[dict[str, Any]]:
+def http_requests_for(fx: Fixtures, n: int = 200) -> list[bytes]:
+    """Serialised suggestion requests with a counsellor token of each client's centre."""
     from service.auth import mint_token
 
-    dd = fx.data_dir(n_items, 0)
-    settings = dd.settings()
-    bodies = suggestion_bodies(fx, 200, include_paths=False)
-    tokens = {}
+    settings = DataDir(fx.workdir / "tokens", 0, 0, 0.0).settings()
+    bodies = suggestion_bodies(fx, n, include_paths=False)
+    tokens: dict[str, str] = {}
     for b in bodies:
         centre = b["client"]["centre"]
         if centre not in tokens:
             tokens[centre] = mint_token(settings, role="counsellor", centre=centre, ttl_s=6 * 3600)
-    requests = [build_request("POST", "/v1/suggestions", b, tokens[b["client"]["centre"]]) for b in bodies]
+    return [build_request("POST", "/v1/suggestions", b, tokens[b["client"]["centre"]]) for b in bodies]
+
+
+def _http(section: Section, fx: Fixtures, n_items: int) -> list[dict[str, Any]]:
+    dd = fx.data_dir(n_items, fx.sizes.store_clients)
+    requests = http_requests_for(fx)
+    server = fx.server(dd)
+    warm = run_load(server.port, requests, n=min(30, len(requests)), concurrency=2, max_s=30)
+    server.requests_served += len(warm.latencies)
+    if warm.statuses.get(200, 0) == 0:
+        raise RuntimeError(f"suggestions over HTTP failed: statuses {dict(warm.statuses)} {warm.sample_body[:300]!r}")
     rows = []
-    with uvicorn_server(dd.env(), fx.workdir / "logs") as server:
-        warm = run_load(server.port, requests, n=min(30, len(requests)), concurrency=2, max_s=30)
-        if warm.statuses.get(200, 0) == 0:
-            raise RuntimeError(f"suggestions over HTTP failed: statuses {dict(warm.statuses)} {warm.sample_body[:300]!r}")
-        for conc in fx.sizes.concurrency:
-            res = run_load(
-                server.port, requests, n=fx.sizes.http_requests * max(1, conc // 2), concurrency=conc,
-                max_s=fx.sizes.http_seconds,
+    for conc in fx.sizes.concurrency:
+        res = run_load(
+            server.port,
+            requests,
+            n=fx.sizes.http_requests * max(1, conc // 2),
+            concurrency=conc,
+            max_s=fx.sizes.http_seconds,
+        )
+        server.requests_served += len(res.latencies)
+        stats = latency_stats(res.latencies)
+        rows.append(
+            section.add_row(
+                mode="http",
+                items=n_items,
+                paths=False,
+                concurrency=conc,
+                **{k: stats.get(k) for k in ("n", "p50_ms", "p95_ms", "p99_ms")},
+                rps=res.rps,
+                non_200=sum(v for k, v in res.statuses.items() if k != 200) + res.errors,
+                startup_s=server.started_s,
             )
-            stats = latency_stats(res.latencies)
-            rows.append(
-                section.add_row(
-                    mode="http",
-                    items=n_items,
-                    paths=False,
-                    concurrency=conc,
-                    **{k: stats.get(k) for k in ("n", "p50_ms", "p95_ms", "p99_ms")},
-                    rps=res.rps,
-                    non_200=sum(v for k, v in res.statuses.items() if k != 200) + res.errors,
-                    startup_s=server.started_s,
-                )
-            )
+        )
     return rows
 
 
