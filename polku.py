@@ -27,7 +27,7 @@ def up(
     Every step is idempotent, so a second `polku up` reuses the world and the champion it already has.
     """
     from features.paths import data_dir, world_dir
-    from service.cli import load_world_cmd, serve, token
+    from service.cli import load_world_cmd, serve
     from training.cli import train_cmd, world_cmd
 
     world = world_dir()
@@ -45,13 +45,16 @@ def up(
         typer.echo(f"[2/4] serving the registered champion polku-ranker v{champion}")
     typer.echo("[3/4] loading the world's clients and opportunities into the store")
     load_world_cmd(world=world)
-    typer.echo("[4/4] serving; a counsellor token for trying it out:")
-    token(role="counsellor", centre="helsinki", ttl=8 * 3600, sub="demo-counsellor")
-    typer.echo(
-        "  TOKEN=<the token above>; curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
-        f'-d \'{{"client_id": "{_demo_client(world)}", "include_paths": true}}\' '
-        f"http://127.0.0.1:{port or 8000}/v1/suggestions"
-    )
+    typer.echo("[4/4] serving. Try it (in another shell) with these tokens and requests:")
+    base = f"http://127.0.0.1:{port or _env_port()}"
+    client_id, opportunity_id = _demo_ids(world)
+    header = "-H 'Content-Type: application/json' -H \"Authorization: Bearer $TOKEN\""
+    typer.echo("  # a counsellor of the Helsinki centre: explained suggestions with paths for a stored client")
+    typer.echo(f"  TOKEN={_token('counsellor')}")
+    typer.echo(f'  curl -s {header} -d \'{{"client_id": "{client_id}", "include_paths": true}}\' {base}/v1/suggestions')
+    typer.echo("  # a company coordinator of the Helsinki centre: consenting candidates for a vacancy")
+    typer.echo(f"  TOKEN={_token('coordinator')}")
+    typer.echo(f"  curl -s {header} -d '{{\"k\": 10}}' {base}/v1/opportunities/{opportunity_id}/candidates")
     serve(host=host, port=port, log_level="info")
 
 
@@ -68,17 +71,38 @@ def _champion() -> str | None:
         return None
 
 
-def _demo_client(world: Path) -> str:
-    """A Helsinki client of the world who consented to matching, for the curl example."""
+def _env_port() -> int:
+    import os
+
+    return int(os.environ.get("POLKU_PORT") or 8000)
+
+
+def _token(role: str) -> str:
+    from service.auth import mint_token
+    from service.settings import Settings
+
+    return mint_token(Settings(), role=role, centre="helsinki", subject=f"demo-{role}", ttl_s=8 * 3600)
+
+
+def _demo_ids(world: Path) -> tuple[str, str]:
+    """A Helsinki client who consented to matching and a Helsinki vacancy, for the curl examples."""
     import json
 
     import pandas as pd
 
-    frame = pd.read_parquet(world / "clients.parquet", columns=["client_id", "centre", "profile"])
-    for client_id, centre, profile in frame.itertuples(index=False):
-        if centre == "helsinki" and json.loads(profile)["consent"]["matching"]:
-            return str(client_id)
-    return str(frame["client_id"].iloc[0])
+    clients = pd.read_parquet(world / "clients.parquet", columns=["client_id", "centre", "profile"])
+    client_id = next(
+        (str(c) for c, centre, p in clients.itertuples(index=False) if centre == "helsinki" and '"matching":true' in p),
+        str(clients["client_id"].iloc[0]),
+    )
+    opportunities = pd.read_parquet(world / "opportunities.parquet")
+    opportunity_id = ""
+    for raw in opportunities.iloc[:, -1]:
+        record = json.loads(raw)
+        if record.get("centre") == "helsinki" and record.get("kind") == "vacancy":
+            opportunity_id = record["opportunity_id"]
+            break
+    return client_id, opportunity_id or str(json.loads(opportunities.iloc[0, -1])["opportunity_id"])
 
 
 if __name__ == "__main__":
