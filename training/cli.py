@@ -51,14 +51,36 @@ def train_cmd(
     ] = False,
     config_file: Annotated[Path | None, typer.Option("--config", help="YAML file with TrainConfig fields.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Override the config seed.")] = None,
+    feedback: Annotated[
+        Path | None,
+        typer.Option(
+            "--feedback",
+            help="Export of `polku export-training-data`: recorded decisions and outcomes added to the training rows.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Train the LightGBM ranker, evaluate every ranker, log and register in MLflow, apply the gate."""
     from training.train import train
 
     _setup_logging()
     cfg = _load_config(config_file, seed)
-    result = train(_world_dir(world), config=cfg, promote=promote or if_no_champion, if_no_champion=if_no_champion)
+    result = train(
+        _world_dir(world),
+        config=cfg,
+        promote=promote or if_no_champion,
+        if_no_champion=if_no_champion,
+        feedback=feedback,
+    )
     typer.echo(result.table)
+    if feedback is not None:
+        stats = result.feedback_stats
+        typer.echo(
+            f"feedback: {stats.get('rows', 0)} training rows from {stats.get('events_used', 0)} events of "
+            f"{stats.get('clients', 0)} clients; skipped {stats.get('skipped_unknown_opportunity', 0)} events on "
+            f"unknown opportunities and {stats.get('bad_lines', 0)} bad lines"
+        )
     typer.echo(f"run {result.run_id}; registered {cfg.registered_model_name} v{result.model_version}")
     if result.decision is not None:
         d = result.decision

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import TYPE_CHECKING, Final
 
@@ -23,6 +23,7 @@ from features.records import ClientProfile, Opportunity
 from training.config import TrainConfig
 
 if TYPE_CHECKING:
+    from training.feedback import FeedbackData
     from training.world import World
 
 logger = logging.getLogger(__name__)
@@ -173,6 +174,9 @@ class TrainingData:
         train: rows to fit on.
         valid: rows for early stopping (held-out training clients), or None.
         acceptance: training-period acceptance counts the featurizer was fitted with.
+        feedback: the rows from recorded feedback (with their sampled negatives), also part of ``train``;
+            None when no feedback was given.
+        feedback_stats: counts about the feedback used (clients, events, rows, skipped events, bad lines).
     """
 
     split: TimeSplit
@@ -180,6 +184,8 @@ class TrainingData:
     train: PairTable
     valid: PairTable | None
     acceptance: Mapping[str, tuple[int, int]]
+    feedback: PairTable | None = None
+    feedback_stats: Mapping[str, int] = field(default_factory=dict)
 
 
 def outcome_labels(history: pd.DataFrame, reference: pd.DataFrame | None = None) -> npt.NDArray[np.int32]:
@@ -209,17 +215,33 @@ def _labelled_pairs(history: pd.DataFrame, label_source: str = "graded") -> pd.D
     )
 
 
-def _unshown_negatives(world: World, pairs: pd.DataFrame, per_query: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Per training query, up to ``per_query`` eligible items of the same kind never shown to the client (label 0)."""
+def _unshown_negatives(
+    world: World,
+    pairs: pd.DataFrame,
+    per_query: int,
+    rng: np.random.Generator,
+    *,
+    clients: Sequence[ClientProfile] | None = None,
+    reference_dates: Mapping[str, date] | None = None,
+) -> pd.DataFrame:
+    """Per training query, up to ``per_query`` eligible items of the same kind never shown to the client (label 0).
+
+    ``clients`` and ``reference_dates`` default to the world's clients at their cohort's reference date.
+    """
     evaluator = EligibilityEvaluator(world.opportunities)
     opp_ids = np.array(evaluator.opportunity_ids)
     kinds = np.array([o.kind for o in evaluator.opportunities])
-    by_id = {c.client_id: c for c in world.clients}
+    by_id = {c.client_id: c for c in (world.clients if clients is None else clients)}
     rows: list[tuple[str, str, str]] = []
     shown = pairs.groupby("client_id")["opportunity_id"].agg(set).to_dict()
     for (client_id, kind), _ in pairs.groupby(["client_id", "kind"], sort=True):
         client = by_id[str(client_id)]
-        mask = evaluator.evaluate(client, cohort_reference_date(world.cohort_of[client.client_id])).mask
+        ref = (
+            reference_dates[client.client_id]
+            if reference_dates is not None
+            else cohort_reference_date(world.cohort_of[client.client_id])
+        )
+        mask = evaluator.evaluate(client, ref).mask
         cand = opp_ids[mask & (kinds == kind)]
         cand = np.array([o for o in cand if o not in shown.get(client_id, set())])
         if cand.size:
@@ -237,8 +259,9 @@ def build_pair_table(
     clients: Sequence[ClientProfile],
     opportunities: Sequence[Opportunity],
     cohort_of: Mapping[str, int],
+    reference_dates: Mapping[str, date] | None = None,
 ) -> PairTable:
-    """Featurize labelled pairs, each client at its cohort's reference date.
+    """Featurize labelled pairs, each client at its cohort's reference date (or its own, when given).
 
     Args:
         featurizer: a fitted featurizer.
@@ -246,6 +269,8 @@ def build_pair_table(
         clients: client profiles (a superset of the pairs' clients).
         opportunities: the catalogue.
         cohort_of: client id -> cohort year.
+        reference_dates: client id -> reference date, overriding the cohort's (recorded feedback: the date of
+            the client's first decision).
 
     Returns:
         The feature table, rows in the order of ``pairs``.
@@ -259,7 +284,12 @@ def build_pair_table(
         opportunities=opportunities,
         client_idx=np.array([client_pos[c] for c in client_ids], dtype=np.int64),
         opp_idx=np.array([opp_pos[o] for o in opp_ids], dtype=np.int64),
-        reference_dates=[cohort_reference_date(cohort_of[c.client_id]) for c in clients],
+        reference_dates=[
+            reference_dates[c.client_id]
+            if reference_dates is not None and c.client_id in reference_dates
+            else cohort_reference_date(cohort_of[c.client_id])
+            for c in clients
+        ],
     )
     X = featurizer.transform(batch)
     kinds = pairs["kind"].astype(str).to_numpy()
@@ -329,16 +359,59 @@ def _fitted_featurizer(
     return PairFeaturizer().fit(empty, acceptance=acceptance)
 
 
-def build_training_data(world: World, config: TrainConfig | None = None) -> TrainingData:
+def _feedback_table(
+    world: World,
+    featurizer: PairFeaturizer,
+    feedback: FeedbackData,
+    fb_hist: pd.DataFrame,
+    clients: Sequence[ClientProfile],
+    reference_dates: Mapping[str, date],
+    cfg: TrainConfig,
+) -> PairTable:
+    """Feature rows of recorded feedback (graded labels) plus sampled unshown negatives per feedback query."""
+    pairs = _labelled_pairs(fb_hist, "graded")
+    if cfg.unshown_negatives > 0 and not pairs.empty:
+        rng = np.random.default_rng([cfg.seed, len(feedback.clients), len(fb_hist)])
+        negatives = _unshown_negatives(
+            world, pairs, cfg.unshown_negatives, rng, clients=clients, reference_dates=reference_dates
+        )
+        pairs = pd.concat([pairs, negatives], ignore_index=True)
+    return build_pair_table(featurizer, pairs, clients, world.opportunities, {}, reference_dates)
+
+
+def _concat_tables(a: PairTable, b: PairTable) -> PairTable:
+    """Rows of ``a`` followed by rows of ``b`` (same feature names)."""
+    return PairTable(
+        X=np.concatenate([a.X, b.X]).astype(np.float32),
+        y=np.concatenate([a.y, b.y]).astype(np.int32),
+        query_ids=np.concatenate([a.query_ids, b.query_ids]).astype(str),
+        client_ids=np.concatenate([a.client_ids, b.client_ids]).astype(str),
+        opportunity_ids=np.concatenate([a.opportunity_ids, b.opportunity_ids]).astype(str),
+        kinds=np.concatenate([a.kinds, b.kinds]).astype(str),
+        shown=np.concatenate([a.shown, b.shown]).astype(bool),
+        feature_names=a.feature_names,
+    )
+
+
+def build_training_data(
+    world: World, config: TrainConfig | None = None, feedback: FeedbackData | None = None
+) -> TrainingData:
     """Time split, labels and feature matrices from the world's history (the truth is not read).
 
     The training queries are (client, kind) of the training cohorts' recorded slates. A share of the training
     clients (``config.valid_fraction``) is held out for early stopping. Acceptance counts come from the training
     period only; on the training and validation rows ``hist_accept_rate`` leaves the row's own client out.
 
+    Recorded feedback (counsellors' decisions and outcomes exported by the service) is appended to the training
+    rows only (never to validation or to the test cohort, which is graded by the world's truth): one query per
+    (pseudonymous client, kind), graded labels, features at the client's first decision date, plus sampled
+    unshown negatives like the world's queries. Its decisions also count in the acceptance table. Events on
+    opportunities missing from the world's catalogue are counted and skipped.
+
     Args:
         world: the synthetic world.
         config: run configuration (default :class:`TrainConfig`).
+        feedback: recorded feedback from :func:`training.feedback.read_feedback_export` (None = world only).
 
     Returns:
         The training data with a fitted featurizer.
@@ -346,10 +419,21 @@ def build_training_data(world: World, config: TrainConfig | None = None) -> Trai
     cfg = config or TrainConfig()
     split = time_split(world, cfg.test_cohort)
     hist = world.history
-    train_hist = hist[hist["client_id"].isin(set(split.train_client_ids))]
+    world_hist = hist[hist["client_id"].isin(set(split.train_client_ids))]
+    train_hist = world_hist  # the training period: the world's earlier cohorts plus any recorded feedback
+    fb = None
+    if feedback is not None:
+        from training.feedback import feedback_history
+
+        fb = feedback_history(feedback, world.opportunities)
+        clash = set(fb.reference_dates) & set(world.cohort_of)
+        if clash:
+            raise ValueError(f"{len(clash)} feedback client id(s) collide with the world's client ids")
+        if not fb.history.empty:
+            train_hist = pd.concat([world_hist, fb.history], ignore_index=True)
     acceptance = acceptance_counts(train_hist)
     featurizer = _fitted_featurizer(world.clients, world.opportunities, acceptance)
-    pairs = _labelled_pairs(train_hist, cfg.label_source)
+    pairs = _labelled_pairs(world_hist, cfg.label_source)
     rng = np.random.default_rng(cfg.seed)
     if cfg.unshown_negatives > 0 and cfg.label_source == "graded":
         pairs = pd.concat([pairs, _unshown_negatives(world, pairs, cfg.unshown_negatives, rng)], ignore_index=True)
@@ -359,6 +443,23 @@ def build_training_data(world: World, config: TrainConfig | None = None) -> Trai
     is_valid = pairs["client_id"].isin(valid_clients).to_numpy()
     train = build_pair_table(featurizer, pairs[~is_valid], world.clients, world.opportunities, world.cohort_of)
     train = _without_own_acceptance(train, featurizer, train_hist)
+    fb_table: PairTable | None = None
+    fb_stats: dict[str, int] = {}
+    if fb is not None and feedback is not None:
+        fb_stats = {
+            "clients": len(fb.clients),
+            "events": feedback.n_events,
+            "events_used": fb.events_used,
+            "skipped_unknown_opportunity": fb.skipped_unknown_opportunity,
+            "bad_lines": len(feedback.bad_lines),
+            "pairs": len(fb.history),
+            "rows": 0,
+        }
+        if not fb.history.empty:
+            fb_table = _feedback_table(world, featurizer, feedback, fb.history, fb.clients, fb.reference_dates, cfg)
+            fb_table = _without_own_acceptance(fb_table, featurizer, train_hist)
+            train = _concat_tables(train, fb_table)
+            fb_stats["rows"] = len(fb_table)
     valid = (
         _without_own_acceptance(
             build_pair_table(featurizer, pairs[is_valid], world.clients, world.opportunities, world.cohort_of),
@@ -369,11 +470,20 @@ def build_training_data(world: World, config: TrainConfig | None = None) -> Trai
         else None
     )
     logger.info(
-        "training data: %d rows / %d queries (valid %d rows), cohorts %s -> test %d",
+        "training data: %d rows / %d queries (valid %d rows, feedback %d rows), cohorts %s -> test %d",
         len(train),
         train.n_queries,
         0 if valid is None else len(valid),
+        0 if fb_table is None else len(fb_table),
         split.train_cohorts,
         split.test_cohort,
     )
-    return TrainingData(split=split, featurizer=featurizer, train=train, valid=valid, acceptance=acceptance)
+    return TrainingData(
+        split=split,
+        featurizer=featurizer,
+        train=train,
+        valid=valid,
+        acceptance=acceptance,
+        feedback=fb_table,
+        feedback_stats=fb_stats,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -37,6 +37,7 @@ class TrainResult:
         table: the report as Markdown.
         metrics: flat metrics as logged (``<ranker>.<metric>``).
         decision: promotion decision, when promotion was requested.
+        feedback_stats: counts about the recorded feedback used (empty without ``feedback``).
     """
 
     run_id: str
@@ -46,6 +47,7 @@ class TrainResult:
     table: str
     metrics: dict[str, float]
     decision: PromotionDecision | None = None
+    feedback_stats: Mapping[str, int] = field(default_factory=dict)
 
 
 def _stage(desc: str) -> Any:
@@ -187,6 +189,7 @@ def _log_run(
     frame = data.train.frame()
     dataset = mlflow.data.from_pandas(frame, name="polku-train", targets="label")  # type: ignore[attr-defined]
     mlflow.log_input(dataset, context="training")
+    _log_feedback(data)
     fig = _importance_figure(ranker)
     mlflow.log_figure(fig, "feature_importance.png")
     plt.close(fig)
@@ -200,6 +203,20 @@ def _log_run(
         bar.update(1)
     version = getattr(info, "registered_model_version", None)
     return str(info.model_uri), None if version is None else str(version)
+
+
+def _log_feedback(data: TrainingData) -> None:
+    """Log the recorded-feedback rows as a second dataset input (context ``feedback``) with their counts."""
+    import mlflow
+    import mlflow.data
+
+    if not data.feedback_stats:
+        return
+    mlflow.log_params({f"data.feedback_{key}": value for key, value in data.feedback_stats.items()})
+    if data.feedback is not None and len(data.feedback):
+        frame = data.feedback.frame()
+        dataset = mlflow.data.from_pandas(frame, name="polku-feedback", targets="label")  # type: ignore[attr-defined]
+        mlflow.log_input(dataset, context="feedback")
 
 
 def _tag_version(name: str, version: str, metrics: Mapping[str, float], run_id: str) -> None:
@@ -220,6 +237,7 @@ def train(
     promote: bool = False,
     if_no_champion: bool = False,
     tracking_uri: str | None = None,
+    feedback: str | Path | None = None,
 ) -> TrainResult:
     """Train, evaluate against every baseline and the oracle, log and register in MLflow, optionally promote.
 
@@ -229,6 +247,8 @@ def train(
         promote: apply the promotion gate to the new version.
         if_no_champion: with ``promote``, act only when the registry has no champion yet.
         tracking_uri: MLflow tracking URI (default ``features.paths.mlflow_tracking_uri()``).
+        feedback: a file written by ``polku export-training-data``; its recorded decisions and outcomes are
+            appended to the training rows (never to the test cohort) and logged as the ``feedback`` dataset.
 
     Returns:
         The run's ids, report and decision.
@@ -244,8 +264,13 @@ def train(
     with _stage("load world") as bar:
         world = World.load(Path(world_dir))
         bar.update(1)
+    feedback_data = None
+    if feedback is not None:
+        from training.feedback import read_feedback_export
+
+        feedback_data = read_feedback_export(feedback)
     with _stage("build dataset") as bar:
-        data = build_training_data(world, cfg)
+        data = build_training_data(world, cfg, feedback_data)
         bar.update(1)
     with _stage("fit LightGBM") as bar:
         ranker = fit_ranker(data, cfg)
@@ -288,7 +313,7 @@ def train(
                     tracking_uri=tracking_uri,
                 )
     logger.info("run %s registered %s v%s", run_id, cfg.registered_model_name, version)
-    return TrainResult(run_id, version, model_uri, report, table, metrics, decision)
+    return TrainResult(run_id, version, model_uri, report, table, metrics, decision, dict(data.feedback_stats))
 
 
 def write_report(result: TrainResult, directory: str | Path) -> Path:
