@@ -201,7 +201,9 @@ class LoadReport:
 
 
 # --------------------------------------------------------------------------------------------- generator
-def _request_for(kind: str, targets: Targets, tokens: Tokens, rng: random.Random) -> tuple[str, str, Any, dict[str, str]]:
+def _request_for(
+    kind: str, targets: Targets, tokens: Tokens, rng: random.Random
+) -> tuple[str, str, Any, dict[str, str]]:
     if kind == "suggestions":
         cid, centre = rng.choice(targets.clients)
         body: dict[str, Any] = {"client_id": cid, "k": 5, "lang": rng.choice(["fi", "sv", "en"])}
@@ -259,7 +261,7 @@ async def run_load(
     after_s: float | None = None,
     mix: Sequence[tuple[str, float]] = (("suggestions", 0.5), ("candidates", 0.25), ("feedback", 0.25)),
     seed: int = 0,
-    max_in_flight: int = 256,
+    max_in_flight: int = 64,
 ) -> LoadReport:
     """Send open-loop traffic at ``rate`` for ``duration_s`` and run ``swap`` at ``swap_at`` of the run.
 
@@ -390,7 +392,9 @@ def running_server(env: dict[str, str], log_path: Path, *, timeout_s: float = 18
         deadline = time.monotonic() + timeout_s
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}: {log_path.read_text(errors='replace')[-2000:]}")
+                raise RuntimeError(
+                    f"server exited with {proc.returncode}: {log_path.read_text(errors='replace')[-2000:]}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{url}/readyz", timeout=2.0).status_code == 200:
                     break
@@ -495,7 +499,7 @@ def retrain_only(data_dir: Path, *, seed: int, mode: str) -> str:
         client = mlflow.MlflowClient(tracking_uri=tracking)
         current = client.get_model_version_by_alias(MODEL_NAME, ALIAS)
         created = client.create_model_version(
-            MODEL_NAME, current.source, run_id=current.run_id, model_id=getattr(current, "model_id", None)
+            MODEL_NAME, str(current.source), run_id=current.run_id, model_id=getattr(current, "model_id", None)
         )
         version = str(created.version)
     set_champion(tracking, version)

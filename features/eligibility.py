@@ -97,6 +97,70 @@ class EligibilityResult:
         return [Exclusion(self.opportunity_ids[i], REASONS[int(c)]) for i, c in enumerate(self.reason_codes) if c != 0]
 
 
+@dataclass(frozen=True)
+class ClientTable:
+    """Many clients in array form for :meth:`EligibilityEvaluator.evaluate_clients` (build with :meth:`build`)."""
+
+    client_ids: tuple[str, ...]
+    centre: npt.NDArray[np.int16]
+    below_centre_age: npt.NDArray[np.bool_]
+    age: npt.NDArray[np.int16]
+    is_te: npt.NDArray[np.bool_]
+    type_allowed: npt.NDArray[np.bool_]
+    work_permit: npt.NDArray[np.bool_]
+    in_integration: npt.NDArray[np.bool_]
+    below_group_finnish: npt.NDArray[np.bool_]
+    lang: npt.NDArray[np.int16]
+    literacy: npt.NDArray[np.int8]
+    isced: npt.NDArray[np.int8]
+    recognised: npt.NDArray[np.bool_]
+    municipalities: tuple[str, ...]
+    mun: npt.NDArray[np.int32]
+    max_travel_km: npt.NDArray[np.float32]
+
+    @classmethod
+    def build(cls, clients: Sequence[ClientProfile], centres: dict[str, Centre] | None = None) -> ClientTable:
+        """Encode clients once (e.g. a centre's consenting pool)."""
+        centres = centres or CENTRES
+        ids = list(centres)
+        munis = tuple(sorted({c.constraints.municipality for c in clients}))
+        mun_pos = {m: i for i, m in enumerate(munis)}
+
+        def below_group(c: ClientProfile) -> bool:
+            rules = centres[c.centre].rules
+            if rules.group_services_min_finnish is None or not rules.group_routes:
+                return False
+            return c.language_ordinal("fi") < level_ordinal(rules.group_services_min_finnish)
+
+        return cls(
+            client_ids=tuple(c.client_id for c in clients),
+            centre=np.array([ids.index(c.centre) for c in clients], dtype=np.int16),
+            below_centre_age=np.array([c.age < centres[c.centre].rules.min_age for c in clients], dtype=bool),
+            age=np.array([c.age for c in clients], dtype=np.int16),
+            is_te=np.array([c.status.client_type == "te" for c in clients], dtype=bool),
+            type_allowed=np.array(
+                [c.status.client_type in centres[c.centre].rules.client_types for c in clients], dtype=bool
+            ),
+            work_permit=np.array([c.status.work_permit for c in clients], dtype=bool),
+            in_integration=np.array([c.status.in_integration_period for c in clients], dtype=bool),
+            below_group_finnish=np.array([below_group(c) for c in clients], dtype=bool),
+            lang=np.array([[c.language_ordinal(lang) for lang in _LANGS] for c in clients], dtype=np.int16).reshape(
+                len(clients), len(_LANGS)
+            ),
+            literacy=np.array([LITERACY_LEVELS.index(c.literacy) for c in clients], dtype=np.int8),
+            isced=np.array([c.highest_isced for c in clients], dtype=np.int8),
+            recognised=np.array(
+                [any(e.recognition in ("recognised", "not_needed") for e in c.education) for c in clients], dtype=bool
+            ),
+            municipalities=munis,
+            mun=np.array([mun_pos[c.constraints.municipality] for c in clients], dtype=np.int32),
+            max_travel_km=np.array([c.constraints.max_travel_km for c in clients], dtype=np.float32),
+        )
+
+    def __len__(self) -> int:
+        return len(self.client_ids)
+
+
 class EligibilityEvaluator:
     """Applies centre and item rules to a whole catalogue at once (numpy, no per-item Python loop)."""
 
@@ -199,3 +263,59 @@ class EligibilityEvaluator:
         apply("no_intake", ~self._continuous & (self._last_intake < on.toordinal()))
         apply("too_far", self.distances_from(client.constraints.municipality) > client.constraints.max_travel_km)
         return EligibilityResult(reason_codes=codes, opportunity_ids=self.opportunity_ids)
+
+    def evaluate_clients(self, table: ClientTable, item: int, on: date) -> npt.NDArray[np.int8]:
+        """Reason codes of one catalogue item for many clients (same rules and order as :meth:`evaluate`).
+
+        Args:
+            table: the clients, from :meth:`ClientTable.build` (with the same centres).
+            item: the item's position in this evaluator's catalogue.
+            on: the day of evaluation.
+
+        Returns:
+            int8 per client, 0 = eligible, else an index into :data:`REASONS`.
+        """
+        n = len(table)
+        codes = np.zeros(n, dtype=np.int8)
+
+        def apply(reason: str, failed: npt.NDArray[np.bool_] | bool) -> None:
+            codes[(codes == 0) & failed] = REASON_INDEX[reason]
+
+        centre_ids = list(self.centres)
+        apply("other_centre", table.centre != self._centre[item])
+        apply("centre_min_age", table.below_centre_age)
+        apply("item_age", (table.age < self._min_age[item]) | (table.age > self._max_age[item]))
+        allowed = np.where(table.is_te, self._allows_te[item], self._allows_mun[item]) & table.type_allowed
+        apply("client_type", ~allowed)
+        if self._needs_permit[item]:
+            apply("work_permit", ~table.work_permit)
+        if self._integration_only[item]:
+            apply("integration_period", ~table.in_integration)
+        route = int(self._route[item])
+        in_group = np.array(
+            [
+                route >= 0 and any(ROUTES.index(r) == route for r in (self.centres[c].rules.group_routes or ()))
+                for c in centre_ids
+            ],
+            dtype=bool,
+        )
+        apply("centre_language_gate", in_group[table.centre] & table.below_group_finnish)
+        need = self._min_lang[item][None, :]
+        offset = S2_OFFSET_STEPS if self._s2[item] else 0
+        shortfall = np.clip(need - table.lang - offset, 0, None)
+        required = need > 0
+        if required.any():
+            lang_ok = np.where(required, shortfall <= MAX_SOFT_LANGUAGE_STEPS, False).any(axis=1)
+            apply("language_gate", np.asarray(~lang_ok, dtype=bool))
+        apply("literacy_gate", np.asarray(self._min_lit[item] - table.literacy.astype(np.int16) > 1, dtype=bool))
+        apply("education_prerequisite", np.asarray(self._min_isced[item] > table.isced, dtype=bool))
+        if self._needs_recognition[item]:
+            apply("recognition_missing", ~table.recognised)
+        if self._seats_left[item] <= 0:
+            apply("no_seats", np.ones(n, dtype=bool))
+        if not self._continuous[item] and self._last_intake[item] < on.toordinal():
+            apply("no_intake", np.ones(n, dtype=bool))
+        item_mun = self.municipalities[int(self._mun[item])]
+        per_mun = self.taxonomy.distance_matrix(list(table.municipalities), [item_mun])[:, 0]
+        apply("too_far", per_mun[table.mun] > table.max_travel_km)
+        return codes

@@ -634,6 +634,35 @@ class PairFeaturizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         order = np.argsort(-score, kind="stable")[:k]
         return idx[order]
 
+    def transform_many_clients(
+        self,
+        clients: EncodedClientBatch,
+        enc_items: EncodedItems,
+        item_index: int,
+        reference_date: date | None = None,
+        rows: npt.NDArray[np.integer[Any]] | None = None,
+    ) -> FloatArray:
+        """Feature rows of many clients against one catalogue item (equal to ``transform_encoded`` per pair).
+
+        Args:
+            clients: from :func:`stack_clients`.
+            enc_items: from :meth:`encode_items`.
+            item_index: the item's position in ``enc_items``.
+            reference_date: overrides the featurizer's reference date.
+            rows: which clients of the batch (default all), one feature row each.
+
+        Returns:
+            float32 array ``(len(rows), len(FEATURE_NAMES))``.
+        """
+        if not 0 <= item_index < len(enc_items):
+            raise ValueError("item_index: position out of range of the encoded catalogue")
+        idx = np.arange(len(clients)) if rows is None else np.asarray(rows, dtype=np.int64).reshape(-1)
+        return many_clients_features(self._tax(), clients, enc_items, item_index, self._reference(reference_date), idx)
+
+    def stack_clients(self, encoded: Sequence[EncodedClient]) -> EncodedClientBatch:
+        """Stack encoded clients for :meth:`transform_many_clients`."""
+        return stack_clients(encoded, len(self._tax().skill_uris))
+
     # -- persistence --------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe state (parameters, acceptance table, taxonomy version, feature names)."""
@@ -831,3 +860,230 @@ def _support_kind_features(out: FloatArray, c: EncodedClient, it: EncodedItems, 
     out[:, _COL["client_digital"]] = c.digital
     out[:, _COL["client_literacy"]] = c.literacy
     out[:, _COL["client_isced"]] = c.isced
+
+
+# -- many clients against one item (coordinators' candidate lists) --------------------------------------------------
+@dataclass(frozen=True)
+class EncodedClientBatch:
+    """Many encoded clients stacked into arrays (build with :func:`stack_clients`; rows follow the input order)."""
+
+    client_ids: tuple[str, ...]
+    weighted: sp.csr_matrix  # (n, n_skills) skill level / 4
+    present: sp.csr_matrix  # (n, n_skills) 1 where the client has the skill
+    goal_missing: sp.csr_matrix  # (n, n_skills) 1 for missing essential skills of goal occupations
+    goal_missing_n: FloatArray
+    prior: tuple[tuple[IntArray, IntArray, FloatArray], ...]  # per depth: (owner row, prefix key, weight)
+    goal: tuple[tuple[IntArray, IntArray], ...]  # per depth: (owner row, prefix key)
+    lang: IntArray  # (n, 3)
+    fi_uncertain: npt.NDArray[np.bool_]
+    literacy: IntArray
+    digital: IntArray
+    isced: IntArray
+    recognition: IntArray
+    municipalities: tuple[str, ...]
+    mun: IntArray
+    max_travel_km: FloatArray
+    support: IntArray
+    preferred_path: tuple[str, ...]
+    age: IntArray
+
+    def __len__(self) -> int:
+        return len(self.client_ids)
+
+
+def _stack_sparse(rows: Sequence[tuple[IntArray, FloatArray]], n_cols: int) -> sp.csr_matrix:
+    lengths = np.array([r[0].size for r in rows], dtype=np.int64)
+    indptr = np.r_[0, np.cumsum(lengths)]
+    indices = np.concatenate([r[0] for r in rows]) if rows else np.zeros(0, np.int64)
+    data = np.concatenate([r[1] for r in rows]).astype(np.float32) if rows else np.zeros(0, np.float32)
+    return sp.csr_matrix((data, indices, indptr), shape=(len(rows), n_cols))
+
+
+def _stack_keys(per_client: Sequence[IntArray]) -> tuple[IntArray, IntArray]:
+    owner = np.repeat(np.arange(len(per_client), dtype=np.int64), [k.size for k in per_client])
+    keys = np.concatenate(per_client).astype(np.int64) if per_client else np.zeros(0, np.int64)
+    return owner, keys
+
+
+def stack_clients(encoded: Sequence[EncodedClient], n_skills: int) -> EncodedClientBatch:
+    """Stack encoded clients for :meth:`PairFeaturizer.transform_many_clients` (build once per client pool).
+
+    Args:
+        encoded: clients from :meth:`PairFeaturizer.encode_client`.
+        n_skills: number of skill columns (``len(taxonomy.skill_uris)``).
+    """
+    n = len(encoded)
+    prior = []
+    goal = []
+    for pos in range(len(ISCO_DEPTHS)):
+        owner, keys = _stack_keys([c.prior_keys[pos] for c in encoded])
+        weights = np.concatenate([c.prior_weights[pos] for c in encoded]) if n else np.zeros(0, np.float32)
+        prior.append((owner, keys, weights.astype(np.float32)))
+        goal.append(_stack_keys([c.goal_keys[pos] for c in encoded]))
+    munis = tuple(sorted({c.municipality for c in encoded}))
+    mun_pos = {m: i for i, m in enumerate(munis)}
+    goal_missing = _stack_sparse(
+        [(c.goal_missing_idx, np.ones(c.goal_missing_idx.size, np.float32)) for c in encoded], n_skills
+    )
+    return EncodedClientBatch(
+        client_ids=tuple(c.client_id for c in encoded),
+        weighted=_stack_sparse([(c.skill_idx, c.skill_weight) for c in encoded], n_skills),
+        present=_stack_sparse([(c.skill_idx, np.ones(c.skill_idx.size, np.float32)) for c in encoded], n_skills),
+        goal_missing=goal_missing,
+        goal_missing_n=np.diff(goal_missing.indptr).astype(np.float32),
+        prior=tuple(prior),
+        goal=tuple(goal),
+        lang=np.array([c.lang for c in encoded], dtype=np.int64).reshape(n, len(LANGS)),
+        fi_uncertain=np.array([c.fi_uncertain for c in encoded], dtype=bool),
+        literacy=np.array([c.literacy for c in encoded], dtype=np.int64),
+        digital=np.array([c.digital for c in encoded], dtype=np.int64),
+        isced=np.array([c.isced for c in encoded], dtype=np.int64),
+        recognition=np.array([c.recognition for c in encoded], dtype=np.int64),
+        municipalities=munis,
+        mun=np.array([mun_pos[c.municipality] for c in encoded], dtype=np.int64),
+        max_travel_km=np.array([c.max_travel_km for c in encoded], dtype=np.float32),
+        support=np.array([c.support for c in encoded], dtype=np.int64),
+        preferred_path=tuple(c.preferred_path for c in encoded),
+        age=np.array([c.age for c in encoded], dtype=np.int64),
+    )
+
+
+def _row_indicator(matrix: sp.csr_matrix, row: int, n_cols: int) -> tuple[FloatArray, float]:
+    """Dense 0/1 vector of one sparse row's columns, and how many there are."""
+    cols = matrix.indices[matrix.indptr[row] : matrix.indptr[row + 1]]
+    v = np.zeros(n_cols, dtype=np.float32)
+    v[cols] = 1.0
+    return v, float(cols.size)
+
+
+def _key_match(owner: IntArray, keys: IntArray, weights: FloatArray | None, query: int, n: int) -> FloatArray:
+    out = np.zeros(n, dtype=np.float32)
+    if query < 0 or keys.size == 0:
+        return out
+    hit = keys == query
+    out[owner[hit]] = 1.0 if weights is None else weights[hit]
+    return out
+
+
+def many_clients_features(
+    tax: Taxonomy, cb: EncodedClientBatch, it: EncodedItems, item: int, ref: date, rows: IntArray
+) -> FloatArray:
+    """Feature rows of clients ``rows`` of a batch against catalogue position ``item`` (see ``transform_encoded``)."""
+    n = rows.size
+    out = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
+    if n == 0:
+        return out
+    n_skills = cb.weighted.shape[1]
+    one = np.array([item], dtype=np.int64)
+    weighted, present, missing = cb.weighted[rows], cb.present[rows], cb.goal_missing[rows]
+    ess, ess_n = _row_indicator(it.essential, item, n_skills)
+    opt, opt_n = _row_indicator(it.optional, item, n_skills)
+    gained, _ = _row_indicator(it.gained, item, n_skills)
+    ess_have = present @ ess
+    out[:, _COL["ess_cov"]] = _safe_div(weighted @ ess, ess_n)
+    out[:, _COL["ess_cov_any"]] = _safe_div(ess_have, ess_n)
+    out[:, _COL["ess_missing"]] = ess_n - ess_have
+    out[:, _COL["ess_n"]] = ess_n
+    out[:, _COL["opt_cov"]] = _safe_div(weighted @ opt, opt_n)
+    out[:, _COL["opt_cov_any"]] = _safe_div(present @ opt, opt_n)
+    out[:, _COL["opt_n"]] = opt_n
+    out[:, _COL["goal_skill_gain"]] = _safe_div(missing @ gained, np.maximum(cb.goal_missing_n[rows], 1.0))
+    isco = it.isco[item]
+    n_all = len(cb)
+    for pos, depth in enumerate(ISCO_DEPTHS):
+        owner, keys, w = cb.prior[pos]
+        out[:, _COL[f"occ_prior_isco{depth}"]] = _key_match(owner, keys, w, int(isco[pos]), n_all)[rows]
+        g_owner, g_keys = cb.goal[pos]
+        out[:, _COL[f"occ_goal_isco{depth}"]] = _key_match(g_owner, g_keys, None, int(isco[pos]), n_all)[rows]
+    out[:, _COL["has_occupation"]] = isco[0] >= 0
+    lang = cb.lang[rows]
+    need = it.min_lang[item][None, :]
+    offset = S2_OFFSET_STEPS if it.s2[item] else 0
+    gaps = np.where(need > 0, np.clip(need - lang - offset, 0, None), 0)
+    for j, code in enumerate(LANGS):
+        out[:, _COL[f"lang_gap_{code}"]] = gaps[:, j]
+    required = need > 0
+    best = np.where(required, gaps, np.iinfo(np.int64).max).min(axis=1)
+    out[:, _COL["lang_gap_best"]] = np.where(required.any(), best, 0)
+    out[:, _COL["lang_required"]] = required.any()
+    out[:, _COL["lang_margin_fi"]] = lang[:, 0] - need[0, 0] if need[0, 0] > 0 else 0
+    reached_fi = it.lang_reached[item, 0]
+    out[:, _COL["lang_gain_fi"]] = np.clip(reached_fi - lang[:, 0], 0, None) * (reached_fi >= 0)
+    out[:, _COL["client_fi_level"]] = lang[:, 0]
+    out[:, _COL["lang_fi_uncertain"]] = cb.fi_uncertain[rows]
+    out[:, _COL["s2_support"]] = it.s2[item]
+    literacy, isced = cb.literacy[rows], cb.isced[rows]
+    out[:, _COL["lit_gap"]] = np.clip(it.min_lit[item] - literacy, 0, None)
+    lit_reached = it.lit_reached[item]
+    out[:, _COL["lit_gain"]] = np.clip(lit_reached - literacy, 0, None) * (lit_reached >= 0)
+    out[:, _COL["digital_gap"]] = np.clip(it.min_digital[item] - cb.digital[rows], 0, None)
+    min_isced = it.min_isced[item]
+    out[:, _COL["edu_met"]] = isced >= min_isced
+    out[:, _COL["edu_gap"]] = np.clip(min_isced - isced, 0, None)
+    reached = it.isced_reached[item]
+    out[:, _COL["isced_gain"]] = np.clip(reached - isced, 0, None) * (reached >= 0)
+    needs = bool(it.needs_recognition[item])
+    recognition = cb.recognition[rows]
+    out[:, _COL["recog_required"]] = needs
+    out[:, _COL["recog_met"]] = (not needs) | (recognition >= _RECOGNITION_ORDER["recognised"])
+    out[:, _COL["client_recognition"]] = recognition / 3.0
+    item_mun = it.municipalities[int(it.mun[item])]
+    per_mun = tax.distance_matrix(list(cb.municipalities), [item_mun])[:, 0].astype(np.float32)
+    dist = per_mun[cb.mun[rows]]
+    out[:, _COL["dist_km"]] = dist
+    out[:, _COL["dist_ratio"]] = dist / np.maximum(cb.max_travel_km[rows], 1.0)
+    days, none_left = _days_to_start(it, one, ref)
+    out[:, _COL["days_to_start"]] = days[0]
+    out[:, _COL["no_intake"]] = none_left[0]
+    out[:, _COL["continuous"]] = it.continuous[item]
+    out[:, _COL["duration_weeks"]] = it.duration[item]
+    out[:, _COL["seats_left"]] = it.seats_left[item]
+    out[:, _COL["fill_ratio"]] = it.fill_ratio[item]
+    support = cb.support[rows]
+    item_support = it.support[item]
+    out[:, _COL["support_need"]] = support
+    out[:, _COL["item_support"]] = item_support
+    out[:, _COL["support_x"]] = support * item_support
+    out[:, _COL["support_gap"]] = np.clip(support - item_support, 0, None)
+    kind = it.kind[item]
+    for k, name in enumerate(KINDS):
+        out[:, _COL[f"kind_{name}"]] = kind == k
+    for r, route_name in enumerate(ROUTES):
+        out[:, _COL[f"route_{route_name}"]] = it.route[item] == r
+    is_training = kind == KINDS.index("training")
+    paths = np.array(cb.preferred_path, dtype=object)[rows]
+    work, education = paths == "work", paths == "education"
+    out[:, _COL["pref_work"]] = work
+    out[:, _COL["pref_education"]] = education
+    out[:, _COL["path_match"]] = np.where(work, float(not is_training), np.where(education, float(is_training), 0.5))
+    out[:, _COL["pay_subsidy"]] = it.pay_subsidy[item]
+    out[:, _COL["te_decision"]] = it.te_decision[item]
+    out[:, _COL["hist_accept_rate"]] = it.hist_rate[item]
+    out[:, _COL["age"]] = cb.age[rows]
+    out[:, _COL["client_digital"]] = cb.digital[rows]
+    out[:, _COL["client_literacy"]] = literacy
+    out[:, _COL["client_isced"]] = isced
+    np.nan_to_num(out, copy=False, nan=0.0, posinf=1e6, neginf=-1e6)
+    return out
+
+
+def many_clients_first_stage(cb: EncodedClientBatch, it: EncodedItems, item: int, rows: IntArray) -> FloatArray:
+    """The :meth:`PairFeaturizer.first_stage` score of clients ``rows`` against one item (higher = better)."""
+    n_skills = cb.weighted.shape[1]
+    weighted = cb.weighted[rows]
+    ess, ess_n = _row_indicator(it.essential, item, n_skills)
+    opt, opt_n = _row_indicator(it.optional, item, n_skills)
+    gained, _ = _row_indicator(it.gained, item, n_skills)
+    score = 2.0 * _safe_div(weighted @ ess, ess_n) + _safe_div(weighted @ opt, opt_n)
+    score += _safe_div(cb.goal_missing[rows] @ gained, np.maximum(cb.goal_missing_n[rows], 1.0))
+    code = int(it.isco[item, 1])
+    owner, keys = cb.goal[1]
+    score += _key_match(owner, keys, None, code, len(cb))[rows]
+    owner, keys, w = cb.prior[1]
+    score += _key_match(owner, keys, w, code, len(cb))[rows]
+    need = it.min_lang[item][None, :]
+    offset = S2_OFFSET_STEPS if it.s2[item] else 0
+    gaps = np.where(need > 0, np.clip(need - cb.lang[rows] - offset, 0, None), 0)
+    if (need > 0).any():
+        score -= 0.25 * np.where(need > 0, gaps, np.iinfo(np.int64).max).min(axis=1).astype(np.float32)
+    return np.asarray(score, dtype=np.float32)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -69,64 +71,68 @@ class Gap:
 class RemedyIndex:
     """Which trainings of a catalogue close which gap (built once per catalogue).
 
+    Trainings are grouped per centre (and for all centres) and sorted by the level they reach, so a lookup
+    walks only the trainings that qualify and stops at :data:`MAX_REMEDIES` usable ones.
+
     Args:
         catalogue: opportunities; only trainings are remedies.
     """
 
     def __init__(self, catalogue: Sequence[Opportunity]) -> None:
-        self.by_skill: dict[str, list[Opportunity]] = defaultdict(list)
-        self.by_language: dict[str, list[tuple[int, Opportunity]]] = defaultdict(list)
-        self.by_literacy: list[tuple[int, Opportunity]] = []
-        self.by_digital: list[tuple[int, Opportunity]] = []
-        self.by_isced: list[tuple[int, Opportunity]] = []
+        self._skills: dict[tuple[str | None, str], list[Opportunity]] = defaultdict(list)
+        levelled: dict[tuple[str, str | None], list[tuple[int, Opportunity]]] = defaultdict(list)
         for o in catalogue:
             if o.kind != "training":
                 continue
             c = o.completion
-            for uri in c.skills_gained:
-                self.by_skill[uri].append(o)
-            for lang, level in c.language_reached.items():
-                self.by_language[lang].append((level_ordinal(level), o))
+            entries: list[tuple[str, int]] = [
+                (f"lang:{lang}", level_ordinal(lv)) for lang, lv in c.language_reached.items()
+            ]
             if c.literacy_reached is not None:
-                self.by_literacy.append((LITERACY_LEVELS.index(c.literacy_reached), o))
+                entries.append(("literacy", LITERACY_LEVELS.index(c.literacy_reached)))
             if c.digital_reached is not None:
-                self.by_digital.append((c.digital_reached, o))
+                entries.append(("digital", c.digital_reached))
             if c.isced_reached is not None:
-                self.by_isced.append((c.isced_reached, o))
+                entries.append(("isced", c.isced_reached))
+            for centre in (None, o.centre):
+                for uri in c.skills_gained:
+                    self._skills[(centre, uri)].append(o)
+                for table, level in entries:
+                    levelled[(table, centre)].append((level, o))
+        self._levelled: dict[tuple[str, str | None], tuple[list[int], list[Opportunity]]] = {}
+        for key, rows in levelled.items():
+            rows.sort(key=lambda t: t[0])  # stable: catalogue order within a level
+            self._levelled[key] = ([lv for lv, _ in rows], [o for _, o in rows])
 
     @staticmethod
-    def _pick(items: Sequence[Opportunity], centre: str | None, on: date | None) -> list[str]:
-        def usable(o: Opportunity) -> bool:
-            if centre is not None and o.centre != centre:
-                return False
-            return on is None or o.intake.next_start(on) is not None
+    def _pick(items: Sequence[Opportunity], on: date | None, start: int = 0) -> list[str]:
+        """The first :data:`MAX_REMEDIES` of ``items[start:]`` with an intake on or after ``on``."""
+        usable = (o.opportunity_id for o in islice(items, start, None) if on is None or o.intake.next_start(on))
+        return list(islice(usable, MAX_REMEDIES))
 
-        return [o.opportunity_id for o in items if usable(o)][:MAX_REMEDIES]
+    def _reaching(self, table: str, need: int, centre: str | None, on: date | None) -> list[str]:
+        levels, items = self._levelled.get((table, centre), ([], []))
+        return self._pick(items, on, bisect_left(levels, need))
 
     def for_skill(self, uri: str, centre: str | None = None, on: date | None = None) -> list[str]:
         """Trainings that give a skill."""
-        return self._pick(self.by_skill.get(uri, []), centre, on)
+        return self._pick(self._skills.get((centre, uri), []), on)
 
     def for_language(self, lang: str, need: int, centre: str | None = None, on: date | None = None) -> list[str]:
         """Trainings whose completion reaches at least ordinal ``need`` in ``lang`` (closest level first)."""
-        found = sorted((o for o in self.by_language.get(lang, []) if o[0] >= need), key=lambda t: t[0])
-        return self._pick([o for _, o in found], centre, on)
-
-    @staticmethod
-    def _reaching(table: Sequence[tuple[int, Opportunity]], need: int) -> list[Opportunity]:
-        return [o for _, o in sorted((t for t in table if t[0] >= need), key=lambda t: t[0])]
+        return self._reaching(f"lang:{lang}", need, centre, on)
 
     def for_literacy(self, need: int, centre: str | None = None, on: date | None = None) -> list[str]:
         """Trainings reaching a literacy index (0 none, 1 basic, 2 functional)."""
-        return self._pick(self._reaching(self.by_literacy, need), centre, on)
+        return self._reaching("literacy", need, centre, on)
 
     def for_digital(self, need: int, centre: str | None = None, on: date | None = None) -> list[str]:
         """Trainings reaching a digital skill level."""
-        return self._pick(self._reaching(self.by_digital, need), centre, on)
+        return self._reaching("digital", need, centre, on)
 
     def for_isced(self, need: int, centre: str | None = None, on: date | None = None) -> list[str]:
         """Trainings giving at least an ISCED level."""
-        return self._pick(self._reaching(self.by_isced, need), centre, on)
+        return self._reaching("isced", need, centre, on)
 
 
 def _family_contributions(

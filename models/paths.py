@@ -202,6 +202,26 @@ class PathPlanner:
         ]
         self._terminal = np.array([o.kind in TERMINAL_KINDS for o in self.catalogue], dtype=bool)
         self._training = np.array([o.kind == "training" for o in self.catalogue], dtype=bool)
+        # Trainings with identical completions change a state identically: their gains are computed once.
+        groups: dict[tuple[Any, ...], int] = {}
+        self._completion_group = np.full(len(self.catalogue), -1, dtype=np.int64)
+        self._group_rep: list[int] = []
+        for i, o in enumerate(self.catalogue):
+            if o.kind != "training":
+                continue
+            c = o.completion
+            key = (
+                tuple(c.skills_gained),
+                tuple(sorted(c.language_reached.items())),
+                c.literacy_reached,
+                c.digital_reached,
+                c.isced_reached,
+                c.qualification,
+            )
+            if key not in groups:
+                groups[key] = len(self._group_rep)
+                self._group_rep.append(i)
+            self._completion_group[i] = groups[key]
 
     def _goal_mask(self, goals: Sequence[str]) -> npt.NDArray[np.bool_]:
         return np.array([bool(code) and any(code.startswith(g) for g in goals) for code in self._isco], dtype=bool)
@@ -215,22 +235,27 @@ class PathPlanner:
 
     def _useful(self, node: _Node, eligible: npt.NDArray[np.bool_], goal_skills: set[str]) -> list[int]:
         """Eligible trainings that change the state, the most promising first."""
-        cand = np.flatnonzero(eligible & self._training)
-        cand = np.array([i for i in cand if i not in node.used], dtype=np.int64)
+        mask = eligible & self._training
+        if node.used:
+            mask = mask.copy()
+            mask[list(node.used)] = False
+        cand = np.flatnonzero(mask)
         if cand.size == 0:
             return []
         owned = {s.uri for s in node.state.skills}
-        bonus = np.zeros(cand.size, dtype=np.float64)
-        keep = np.zeros(cand.size, dtype=bool)
-        for j, i in enumerate(cand):
-            _, gains = apply_completion(node.state, self.catalogue[i])
+        groups, inverse = np.unique(self._completion_group[cand], return_inverse=True)
+        group_bonus = np.zeros(groups.size, dtype=np.float64)
+        group_keep = np.zeros(groups.size, dtype=bool)
+        for g, group in enumerate(groups):
+            _, gains = apply_completion(node.state, self.catalogue[self._group_rep[int(group)]])
             if not gains or set(gains) <= {"qualification"}:
                 continue
-            keep[j] = True
+            group_keep[g] = True
             new = set(gains.get("skills", ())) - owned
-            bonus[j] = len(new & goal_skills) + 2.0 * len(gains.get("language", {})) + ("isced" in gains)
-            bonus[j] += 1.0 * ("literacy" in gains) + 0.5 * ("digital" in gains)
-        cand, bonus = cand[keep], bonus[keep]
+            gain = len(new & goal_skills) + 2.0 * len(gains.get("language", {})) + ("isced" in gains)
+            group_bonus[g] = gain + 1.0 * ("literacy" in gains) + 0.5 * ("digital" in gains)
+        keep = group_keep[inverse]
+        cand, bonus = cand[keep], group_bonus[inverse][keep]
         if cand.size == 0:
             return []
         scores = self.model.score(node.state, self.items, cand, node.time)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,25 +19,97 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default POLKU_HOST or 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default POLKU_PORT or 8000).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            envvar="POLKU_WORKERS",
+            help="Worker processes (each loads the model and catalogue: about 1 GB per 50k items).",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the API with uvicorn (SIGTERM: in-flight requests finish, then the process exits)."""
-    import uvicorn
-
     from service.app import create_app
     from service.settings import Settings
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings()
+    if workers > 1:
+        _serve_workers(settings, host, port, log_level, workers)
+        return
     app_ = create_app(settings)
-    uvicorn.run(
+    config = uvicorn_config(app_, settings, host or settings.host, port or settings.port, log_level)
+    _GracefulServer(config).run()
+
+
+def uvicorn_config(app_: Any, settings: Any, host: str, port: int, log_level: str) -> Any:
+    """The uvicorn configuration of ``polku serve``.
+
+    uvicorn's own access log is off: it prints raw paths, which carry client ids (``/v1/clients/{id}``); the
+    service logs method, route template, status and duration instead (``service.access``).
+    """
+    import uvicorn
+
+    return uvicorn.Config(
         app_,
-        host=host or settings.host,
-        port=port or settings.port,
+        host=host,
+        port=port,
         log_level=log_level,
+        access_log=False,
         timeout_graceful_shutdown=settings.graceful_shutdown_s,
         proxy_headers=False,
         server_header=False,
     )
+
+
+def _serve_workers(settings: Any, host: str | None, port: int | None, log_level: str, workers: int) -> None:
+    """Several uvicorn worker processes, each building the app from the import-string factory.
+
+    Migrations run once here, before the workers start, so that they do not race on a fresh database.
+    """
+    import uvicorn
+
+    from service.storage.db import make_engine, migrate
+
+    settings.jwt_key()  # fail fast on an unsafe secret configuration before forking
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    engine.dispose()
+    uvicorn.run(
+        "service.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=settings.graceful_shutdown_s,
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+def _graceful_server_class() -> type:
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """A uvicorn server whose SIGTERM stop ends the process with status 0.
+
+        uvicorn re-raises SIGTERM after its graceful shutdown (the process then dies with -15); a stop requested
+        by SIGTERM is a normal, successful end for ``polku serve``.
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                yield
+                self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
+
+    return GracefulServer
+
+
+def _GracefulServer(config: object) -> Any:  # noqa: N802 - behaves like a class
+    return _graceful_server_class()(config)
 
 
 @app.command()

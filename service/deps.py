@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -23,8 +23,14 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """A database session for one request (routes commit explicitly before answering)."""
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A database session for one request (routes commit explicitly before answering).
+
+    An ``async`` generator on purpose: FastAPI runs the exit of a sync generator dependency in the
+    threadpool, so when every threadpool thread waits for a pooled connection, the sessions that hold the
+    connections cannot be closed and the service deadlocks until the pool timeout (503s under load). Closing
+    in the event loop only returns the connection (the session does no I/O-heavy work here).
+    """
     factory: sessionmaker[Session] = request.app.state.session_factory
     session = factory()
     try:
@@ -57,7 +63,12 @@ def get_snapshot(session: SessionDep, holder: HolderDep) -> Snapshot:
     if not holder.ready:
         raise ServiceUnavailable("model not loaded yet", retry_after_s=5)
     fingerprint = repo.catalogue_fingerprint(session)
-    return holder.refresh_catalogue(fingerprint, lambda: repo.all_opportunities(session))
+    snapshot = holder.refresh_catalogue(fingerprint, lambda: repo.all_opportunities(session))
+    # End the read transaction so the pooled connection is not held while this request waits for another
+    # threadpool thread (the route body): under load, threads waiting for connections held by requests
+    # waiting for threads deadlock until the pool timeout.
+    session.rollback()
+    return snapshot
 
 
 SnapshotDep = Annotated[Snapshot, Depends(get_snapshot)]

@@ -7,20 +7,25 @@ for reasons, gaps and exclusions come from ``models.explain`` / ``models.message
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from features.eligibility import REASONS, EligibilityEvaluator
+from features.eligibility import REASONS, ClientTable, EligibilityEvaluator
 from features.language import level_ordinal
-from features.pairs import EncodedClient, EncodedItems
+from features.pairs import EncodedClient, EncodedClientBatch, many_clients_first_stage
 from features.records import KINDS, ClientProfile, Opportunity
 from features.taxonomy import default_taxonomy
 from models.explain import RemedyIndex, explain
 from models.explain import gaps as explain_gaps
 from models.messages import exclusion_text
+from models.package import PolkuModel
 from models.paths import PathPlanner
 from service.model_holder import Snapshot
 from service.schemas import (
@@ -96,9 +101,9 @@ def suggest(client: ClientProfile, req: SuggestionsRequest, snapshot: Snapshot, 
     kinds_arr = snapshot.derived("kinds", lambda: np.array([KINDS.index(o.kind) for o in cat.opportunities], np.int8))
     enc = model.encode_client(client)
     groups: list[KindSuggestions] = []
-    for kind in req.kinds:
-        idx = eligible[kinds_arr[eligible] == KINDS.index(kind)] if eligible.size else eligible
-        result = model.rank(enc, snapshot.items, idx, req.k, ref)
+    candidates = [eligible[kinds_arr[eligible] == KINDS.index(kind)] for kind in req.kinds]
+    results = model.rank_groups(enc, snapshot.items, candidates, req.k, ref)
+    for kind, idx, result in zip(req.kinds, candidates, results, strict=True):
         items = []
         for rank, (pos, score, contrib) in enumerate(
             zip(result.indices, result.scores, result.contributions, strict=True), start=1
@@ -189,6 +194,10 @@ def rank_candidates(
 ) -> CandidatesResponse:
     """Rank consenting clients for one opportunity (eligible ones only), with readiness and support needs.
 
+    The pool is encoded once per model (:func:`candidate_pool`); eligibility, the cheap first stage and the
+    features are computed for the whole pool at once, and the best :data:`SECOND_STAGE_K` by the first stage
+    are scored by the ranker in one call.
+
     Args:
         opp: the opportunity (from the store).
         clients: consenting clients of the opportunity's centre (already filtered by consent in SQL).
@@ -198,63 +207,105 @@ def rank_candidates(
     """
     ref = req.reference_date or today
     model = snapshot.loaded.model
-    evaluator = EligibilityEvaluator([opp])
     pos = snapshot.catalogue.position.get(opp.opportunity_id)
-    # The snapshot's encoded catalogue avoids touching the featurizer's (non thread-safe) encoding cache.
-    items = snapshot.items if pos is not None else model.encode_items([opp])
-    zero = np.array([pos if pos is not None else 0], dtype=np.int64)
-    excluded: dict[str, int] = defaultdict(int)
-    eligible: list[ClientProfile] = []
-    rows = []
-    for client in clients:
-        code = int(evaluator.evaluate(client, ref).reason_codes[0])
-        if code != 0:
-            excluded[REASONS[code]] += 1
-            continue
-        eligible.append(client)
-        rows.append(_pair_row(snapshot, client, opp.opportunity_id, items, zero, ref))
+    if pos is not None and snapshot.catalogue.opportunities[pos] == opp:
+        # The snapshot's encoded catalogue avoids touching the featurizer's (non thread-safe) encoding cache.
+        evaluator, items, item = snapshot.catalogue.evaluator, snapshot.items, pos
+    else:
+        evaluator, items, item = EligibilityEvaluator([opp]), model.encode_items([opp]), 0
+    pool = candidate_pool(snapshot, clients)
+    codes = evaluator.evaluate_clients(pool.table, item, ref)
+    counts = np.bincount(codes.astype(np.intp), minlength=len(REASONS))
+    excluded = {REASONS[i]: int(c) for i, c in enumerate(counts) if i > 0 and c > 0}
+    rows = np.flatnonzero(codes == 0)
+    if rows.size > SECOND_STAGE_K:
+        first = many_clients_first_stage(pool.batch, items, item, rows)
+        keep = np.argpartition(-first, SECOND_STAGE_K - 1)[:SECOND_STAGE_K]
+        rows = np.sort(rows[keep])
     # One ranker call for the whole pool (a LightGBM predict call has a fixed cost of about a millisecond).
-    scores = model.ranker.score(np.vstack(rows)) if rows else np.zeros(0)
-    scored = [(float(sc), c) for sc, c in zip(scores, eligible, strict=True)]
-    scored.sort(key=lambda t: (-t[0], t[1].client_id))
-    data = [_candidate(c, opp, rank, s) for rank, (s, c) in enumerate(scored[: req.k], start=1)]
+    scores = model.ranker.score(model.featurizer.transform_many_clients(pool.batch, items, item, ref, rows=rows))
+    k = min(req.k, rows.size)
+    if k:
+        top = np.argpartition(-scores, k - 1)[:k] if k < rows.size else np.arange(rows.size)
+        ranked = sorted(
+            ((float(scores[t]), pool.clients[int(rows[t])]) for t in top), key=lambda t: (-t[0], t[1].client_id)
+        )
+    else:
+        ranked = []
+    data = [_candidate(c, opp, rank, sc) for rank, (sc, c) in enumerate(ranked, start=1)]
     return CandidatesResponse(
         opportunity_id=opp.opportunity_id,
         model=model_info(snapshot),
         considered=len(clients),
-        excluded_by_reason=dict(excluded),
+        excluded_by_reason=excluded,
         count=len(data),
         data=data,
     )
 
 
-_MAX_ENCODED = 50_000
-_MAX_ROWS = 100_000
+SECOND_STAGE_K = 1000
+"""Eligible candidates the ranker scores per request (the rest are cut by the cheap first stage)."""
+_MAX_POOLS = 16
+T = TypeVar("T")
+_MAX_ENCODED = 200_000
 
 
-def _pair_row(
-    snapshot: Snapshot, client: ClientProfile, opportunity_id: str, items: EncodedItems, idx: np.ndarray, ref: date
-) -> np.ndarray:
-    """One (client, opportunity) feature row, cached per snapshot while the profile object is unchanged.
+@dataclass(frozen=True, eq=False)
+class CandidatePool:
+    """A client pool encoded for one model: eligibility table and stacked feature inputs."""
 
-    Coordinators re-rank the same pool for the same item often; featurizing one pair costs ~0.5 ms, mostly
-    sparse row selection, so repeated pools are served from this cache.
+    clients: Sequence[ClientProfile]
+    members: tuple[int, ...]
+    table: ClientTable
+    batch: EncodedClientBatch
+
+
+def candidate_pool(snapshot: Snapshot, clients: Sequence[ClientProfile]) -> CandidatePool:
+    """The encoded pool of ``clients``, reused while the same profile objects come back (one per centre).
+
+    The profile cache hands back the very same objects while the stored profiles are unchanged, so identity
+    of every member is a sound key; a changed profile is a new object and rebuilds the pool (clients encoded
+    before are taken from the per-model encoding cache, which survives catalogue refreshes).
     """
-    cache: dict[tuple[str, str, date], tuple[ClientProfile, np.ndarray]] = snapshot.derived("pair_rows", dict)
-    key = (client.client_id, opportunity_id, ref)
-    hit = cache.get(key)
-    if hit is not None and hit[0] is client:
-        return hit[1]
-    row = snapshot.loaded.model.featurizer.transform_encoded(_encoded(snapshot, client), items, idx, ref)
-    if len(cache) >= _MAX_ROWS:
-        cache.clear()
-    cache[key] = (client, row)
-    return row
+    cache: OrderedDict[int, CandidatePool] = _model_cache(snapshot, "candidate_pools", OrderedDict)
+    members = tuple(map(id, clients))
+    with _POOL_LOCK:
+        hit = cache.get(id(clients))
+        if hit is not None and hit.members == members:
+            cache.move_to_end(id(clients))
+            return hit
+    featurizer = snapshot.loaded.model.featurizer
+    encoded = [_encoded(snapshot, c) for c in clients]
+    pool = CandidatePool(clients, members, ClientTable.build(clients), featurizer.stack_clients(encoded))
+    with _POOL_LOCK:
+        cache[id(clients)] = pool  # the pool holds the list, so its id cannot be reused while cached
+        while len(cache) > _MAX_POOLS:
+            cache.popitem(last=False)
+    return pool
+
+
+_POOL_LOCK = threading.Lock()
+_MODEL_CACHES: weakref.WeakKeyDictionary[PolkuModel, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _model_cache(snapshot: Snapshot, key: str, build: Callable[[], T]) -> T:
+    """A cache that lives as long as the snapshot's model (client encodings survive catalogue refreshes)."""
+    model = snapshot.loaded.model
+    with _POOL_LOCK:
+        caches = _MODEL_CACHES.setdefault(model, {})
+        if key not in caches:
+            caches[key] = build()
+        return cast(T, caches[key])
+
+
+def warm_candidate_pools(snapshot: Snapshot, pools: Iterable[Sequence[ClientProfile]]) -> int:
+    """Encode client pools ahead of the first candidates request (at start-up). Returns the clients encoded."""
+    return sum(len(candidate_pool(snapshot, clients).clients) for clients in pools)
 
 
 def _encoded(snapshot: Snapshot, client: ClientProfile) -> EncodedClient:
-    """The client encoded for this snapshot's model, cached while the profile object is unchanged."""
-    cache: dict[str, tuple[ClientProfile, EncodedClient]] = snapshot.derived("encoded_clients", dict)
+    """The client encoded for the snapshot's model, cached while the profile object is unchanged."""
+    cache: dict[str, tuple[ClientProfile, EncodedClient]] = _model_cache(snapshot, "encoded_clients", dict)
     hit = cache.get(client.client_id)
     if hit is not None and hit[0] is client:
         return hit[1]

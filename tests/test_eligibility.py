@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from features.centres import CENTRES
 from features.eligibility import MAX_SOFT_LANGUAGE_STEPS, REASONS, S2_OFFSET_STEPS, EligibilityEvaluator
@@ -175,3 +176,18 @@ def test_every_item_gets_one_known_code(client: ClientProfile, ops: list[Opportu
     other = np.array([o.centre != client.centre for o in ops])
     assert np.all(result.reason_codes[other] == REASONS.index("other_centre"))
     assert len(result.exclusions()) + result.mask.sum() == len(ops)
+
+
+@settings(max_examples=25, deadline=None)
+@given(cs=st.lists(clients(), min_size=1, max_size=6), ops=catalogues(), data=st.data())
+def test_many_clients_against_one_item_match_the_per_client_evaluation(
+    cs: list[ClientProfile], ops: list[Opportunity], data: st.DataObject
+) -> None:
+    from features.eligibility import ClientTable
+
+    evaluator = EligibilityEvaluator(ops)
+    item = data.draw(st.integers(0, len(ops) - 1))
+    on = data.draw(st.sampled_from([REFERENCE_DATE, date(2031, 1, 1)]))
+    got = evaluator.evaluate_clients(ClientTable.build(cs), item, on)
+    want = [int(evaluator.evaluate(c, on).reason_codes[item]) for c in cs]
+    assert [int(x) for x in got] == want

@@ -83,6 +83,25 @@ def test_rank_returns_top_k_with_contributions(model: PolkuModel) -> None:
     assert empty.indices.size == 0
 
 
+def test_rank_groups_equals_rank_per_group(model: PolkuModel) -> None:
+    items = _catalogue()
+    enc_items = model.encode_items(items)
+    client = model.encode_client(_clients(3)[1])
+    n = len(items)
+    groups = [np.arange(0, n, 2), np.zeros(0, dtype=np.int64), np.arange(1, n, 2)]
+    model.first_stage_k = 3
+    try:
+        got = model.rank_groups(client, enc_items, groups, k=2, reference_date=REFERENCE_DATE)
+        want = [model.rank(client, enc_items, g, k=2, reference_date=REFERENCE_DATE) for g in groups]
+    finally:
+        model.first_stage_k = 300
+    for a, b in zip(got, want, strict=True):
+        assert a.indices.tolist() == b.indices.tolist()
+        assert a.n_scored == b.n_scored
+        np.testing.assert_allclose(a.scores, b.scores)
+        np.testing.assert_allclose(a.contributions, b.contributions, atol=1e-9)
+
+
 def test_two_stage_cuts_long_candidate_lists(model: PolkuModel) -> None:
     items = _catalogue()
     enc_items = model.encode_items(items)

@@ -233,3 +233,20 @@ def test_first_stage_returns_best_k_of_candidates() -> None:
     assert top.tolist()[0] == 1
     assert len(top) == 2
     assert fz.first_stage(fz.encode_client(client), items, np.array([], int), k=3).size == 0
+
+
+@PROPS
+@given(cs=st.lists(clients(), min_size=1, max_size=6), ops=catalogues(), data=st.data())
+def test_many_clients_against_one_item_equal_the_per_pair_rows(
+    cs: list[ClientProfile], ops: list[Opportunity], data: st.DataObject
+) -> None:
+    fz = _featurizer().fit(_all_pairs(cs, ops))
+    items = fz.encode_items(ops)
+    batch = fz.stack_clients([fz.encode_client(c) for c in cs])
+    item = data.draw(st.integers(0, len(ops) - 1))
+    rows = np.asarray(data.draw(st.lists(st.integers(0, len(cs) - 1), max_size=8)), dtype=np.int64)
+    got = fz.transform_many_clients(batch, items, item, rows=rows)
+    want = [fz.transform_encoded(fz.encode_client(cs[int(r)]), items, np.array([item]))[0] for r in rows]
+    np.testing.assert_allclose(got, np.array(want).reshape(got.shape), rtol=1e-6, atol=1e-6)
+    everyone = fz.transform_many_clients(batch, items, item)
+    assert everyone.shape == (len(cs), len(FEATURE_NAMES))

@@ -20,6 +20,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 def make_engine(url: str) -> Engine:
     """Create an engine: SQLite gets WAL, foreign keys and a busy timeout; PostgreSQL gets pre-ping.
 
+    Bound parameters (profile values) are hidden from SQL logs and error messages (``hide_parameters``).
+
     Args:
         url: SQLAlchemy URL (``sqlite:///...`` or ``postgresql+psycopg://...``; bare ``postgresql://`` is
             mapped to the psycopg 3 driver).
@@ -30,7 +32,7 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(
@@ -40,6 +42,7 @@ def make_engine(url: str) -> Engine:
         max_overflow=20,
         pool_timeout=5,
         connect_args={"connect_timeout": 3},
+        hide_parameters=True,
     )
 
 

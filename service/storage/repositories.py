@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from service.storage.tables import (
     FeedbackRow,
     ModelEventRow,
     OpportunityRow,
+    StoreVersionRow,
     utcnow,
 )
 
@@ -68,12 +70,18 @@ def upsert_clients(session: Session, profiles: Sequence[ClientProfile], audits: 
         return 0
     ids = [p.client_id for p in profiles]
     existing: set[str] = set()
+    centres = {p.centre for p in profiles}
     for chunk in _chunks(ids):
-        existing.update(session.scalars(select(ClientRow.client_id).where(ClientRow.client_id.in_(chunk))))
+        for cid, centre in session.execute(
+            select(ClientRow.client_id, ClientRow.centre).where(ClientRow.client_id.in_(chunk))
+        ):
+            existing.add(str(cid))
+            centres.add(str(centre))  # a client moving between centres changes both pools
     now = utcnow()
     rows = [{**_client_values(p), "created_at": now, "updated_at": now} for p in profiles]
     _upsert(session, ClientRow, rows, key="client_id", keep=("created_at",))
     _upsert(session, AuditAttributeRow, [_audit_values(a) for a in audits], key="client_id")
+    bump_versions(session, [clients_version_name(c) for c in sorted(centres)])  # audit attributes never rank
     return len(set(ids) - existing)
 
 
@@ -90,8 +98,10 @@ def get_client_row(session: Session, client_id: str) -> ClientRow | None:
 
 def delete_client(session: Session, client_id: str) -> bool:
     """Erase a client: profile and audit attributes deleted, feedback unlinked. Returns False when unknown."""
-    if session.get(ClientRow, client_id) is None:
+    client_row = session.get(ClientRow, client_id)
+    if client_row is None:
         return False
+    bump_versions(session, [clients_version_name(client_row.centre)])
     rows = session.scalars(select(FeedbackRow).where(FeedbackRow.client_id == client_id)).all()
     for row in rows:
         row.client_id = None
@@ -128,8 +138,31 @@ def shareable_clients(session: Session, centre: str) -> list[ClientProfile]:
     return [ClientProfile.model_validate(p, strict=False) for p in rows]
 
 
+_POOL_VERSIONS: dict[tuple[str, str], tuple[tuple[int, str], list[tuple[str, datetime]]]] = {}
+_POOL_VERSIONS_LOCK = threading.Lock()
+
+
 def shareable_client_versions(session: Session, centre: str) -> list[tuple[str, datetime]]:
-    """(id, updated_at) of the clients of ``centre`` who consented to matching and to sharing with coordinators."""
+    """(id, updated_at) of the clients of ``centre`` who consented to matching and to sharing with coordinators.
+
+    The answer is kept per database and centre together with the centre's change counter, and the same list
+    object is returned while the counter is unchanged (one primary-key read instead of reading the pool).
+    Callers must not modify it.
+    """
+    engine = session.get_bind().engine
+    key = (f"{id(engine)}:{engine.url.render_as_string(hide_password=True)}", centre)
+    version = clients_version(session, centre)
+    with _POOL_VERSIONS_LOCK:
+        hit = _POOL_VERSIONS.get(key)
+    if hit is not None and hit[0] == version and version != (0, ""):
+        return hit[1]
+    found = _read_shareable_client_versions(session, centre)
+    with _POOL_VERSIONS_LOCK:
+        _POOL_VERSIONS[key] = (version, found)
+    return found
+
+
+def _read_shareable_client_versions(session: Session, centre: str) -> list[tuple[str, datetime]]:
     rows = session.execute(
         select(ClientRow.client_id, ClientRow.updated_at)
         .where(
@@ -197,6 +230,8 @@ def upsert_opportunities(session: Session, opps: Sequence[Opportunity]) -> int:
         )
     now = utcnow()
     _upsert(session, OpportunityRow, [_opportunity_values(o, now) for o in opps], key="opportunity_id")
+    if opps:
+        bump_versions(session, [CATALOGUE_VERSION])
     return len(set(ids) - existing)
 
 
@@ -214,7 +249,10 @@ def opportunity_centre(session: Session, opportunity_id: str) -> str | None:
 def delete_opportunity(session: Session, opportunity_id: str) -> bool:
     """Delete one opportunity. Returns False when unknown."""
     result = session.execute(delete(OpportunityRow).where(OpportunityRow.opportunity_id == opportunity_id))
-    return bool(getattr(result, "rowcount", 0))
+    deleted = bool(getattr(result, "rowcount", 0))
+    if deleted:
+        bump_versions(session, [CATALOGUE_VERSION])
+    return deleted
 
 
 def list_opportunities(
@@ -240,15 +278,69 @@ def list_opportunities(
 
 
 def all_opportunities(session: Session) -> list[Opportunity]:
-    """The whole catalogue in id order."""
-    rows = session.scalars(select(OpportunityRow.record).order_by(OpportunityRow.opportunity_id)).all()
-    return [Opportunity.model_validate(r, strict=False) for r in rows]
+    """The whole catalogue in id order.
+
+    Rows are streamed and validated one chunk at a time, so the decoded JSON of the whole catalogue never sits
+    in memory next to the records (at 50k items that copy alone costs several hundred MB of resident memory).
+    """
+    stmt = (
+        select(OpportunityRow.record)
+        .order_by(OpportunityRow.opportunity_id)
+        .execution_options(yield_per=_BULK_CHUNK, stream_results=True)
+    )
+    return [Opportunity.model_validate(r, strict=False) for r in session.scalars(stmt)]
 
 
 def catalogue_fingerprint(session: Session) -> tuple[int, str]:
-    """(count, newest update) of the catalogue: changes whenever an item is added, replaced or deleted."""
+    """(version, time of change) of the catalogue: changes whenever an item is added, replaced or deleted.
+
+    One primary-key read of the ``store_versions`` counter that every catalogue write bumps; a store without
+    the counter row (written by other means) falls back to ``(count, newest update)``, a full scan.
+    """
+    found = store_version(session, CATALOGUE_VERSION)
+    if found is not None:
+        return found
     n, newest = session.execute(select(func.count(), func.max(OpportunityRow.updated_at))).one()
-    return int(n or 0), str(newest)
+    return -int(n or 0), str(newest)
+
+
+# ---------------------------------------------------------------------------------------- store versions
+CATALOGUE_VERSION = "catalogue"
+
+
+def clients_version_name(centre: str) -> str:
+    """Name of the change counter of one centre's clients."""
+    return f"clients:{centre}"
+
+
+def store_version(session: Session, name: str) -> tuple[int, str] | None:
+    """(version, time of change) of one counter, ``None`` when it was never bumped."""
+    row = session.execute(
+        select(StoreVersionRow.version, StoreVersionRow.changed_at).where(StoreVersionRow.name == name)
+    ).first()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
+def clients_version(session: Session, centre: str) -> tuple[int, str]:
+    """(version, time of change) of one centre's clients; ``(0, "")`` before the first write."""
+    return store_version(session, clients_version_name(centre)) or (0, "")
+
+
+def bump_versions(session: Session, names: Sequence[str]) -> None:
+    """Increment change counters (creating missing ones) in the caller's transaction."""
+    if not names:
+        return
+    dialect = session.get_bind().dialect.name
+    insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    now = utcnow()
+    tbl = StoreVersionRow.__table__
+    stmt = insert_fn(tbl).values([{"name": n, "version": 1, "changed_at": now} for n in names])  # type: ignore[arg-type]
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["name"],
+            set_={"version": tbl.c.version + 1, "changed_at": stmt.excluded.changed_at},  # type: ignore[attr-defined]
+        )
+    )
 
 
 def as_utc(value: datetime) -> datetime:
@@ -389,3 +481,6 @@ def _upsert(
 def touch_updated(session: Session, client_id: str) -> None:
     """Mark a client as updated now (used when only consents change)."""
     session.execute(update(ClientRow).where(ClientRow.client_id == client_id).values(updated_at=utcnow()))
+    centre = client_centre(session, client_id)
+    if centre is not None:
+        bump_versions(session, [clients_version_name(centre)])

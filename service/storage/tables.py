@@ -114,3 +114,16 @@ class ModelEventRow(Base):
     alias: Mapped[str | None] = mapped_column(String(64), nullable=True)
     fallback: Mapped[bool] = mapped_column(Boolean, default=False)
     detail: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+
+class StoreVersionRow(Base):
+    """A change counter per part of the store (``catalogue``, ``clients:<centre>``), bumped by every write.
+
+    Requests compare one primary-key row with the version they cached instead of scanning a table.
+    """
+
+    __tablename__ = "store_versions"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -18,6 +18,8 @@ from features.centres import CENTRES
 from features.language import CEFR_LEVELS
 from features.records import ROUTES, Opportunity
 from features.taxonomy import Taxonomy
+from training.world.draws import Draws, cumulative
+from training.world.progress import progress_bar
 from training.world.occupations import HIGHER_EDUCATION_LABELS, WorldOccupation, demand_occupations
 from training.world.population import CENTRE_SHARES, quota, quota_counts
 
@@ -68,6 +70,7 @@ def _intakes(cohorts: Sequence[int], months: Sequence[int], day: int = 1) -> lis
 class _CatalogueBuilder:
     def __init__(self, rng: np.random.Generator, tax: Taxonomy, cohorts: Sequence[int]) -> None:
         self.rng = rng
+        self.draw = Draws(rng)
         self.tax = tax
         self.cohorts = cohorts
         self.occ = [o for o in demand_occupations(tax) if o.label not in HIGHER_EDUCATION_LABELS]
@@ -77,20 +80,33 @@ class _CatalogueBuilder:
         self.all_p = w / w.sum()
         self.qual_occ = [o for o in self.occ if o.qualification]
         self.near = {c: tax.municipalities_near(CENTRES[c].municipality, 30.0) for c in CENTRES}
+        self._cdf: dict[int, list[float]] = {}
+        self._dates: dict[tuple[int, ...], list[date]] = {}
+        self._labels: dict[tuple[str, str], str] = {}
 
     # -- helpers ------------------------------------------------------------------------------------------------
     def _pick(self, pool: Sequence[WorldOccupation]) -> WorldOccupation:
-        w = np.array([o.weight for o in pool])
-        return pool[int(self.rng.choice(len(pool), p=w / w.sum()))]
+        cdf = self._cdf.get(id(pool))
+        if cdf is None:
+            w = np.array([o.weight for o in pool])
+            cdf = self._cdf[id(pool)] = cumulative(w / w.sum())
+        return pool[self.draw.weighted(cdf)]
 
     def _sample(self, uris: Sequence[str], lo: int, hi: int) -> list[str]:
         k = min(len(uris), int(self.rng.integers(lo, hi + 1)))
-        return [str(u) for u in self.rng.choice(list(uris), size=k, replace=False)] if k else []
+        return [uris[j] for j in self.draw.sample(len(uris), k)] if k else []
 
     def _municipality(self, centre: str) -> str:
         if self.rng.random() < 0.6:
             return CENTRES[centre].municipality
-        return str(self.rng.choice(self.near[centre]))
+        near = self.near[centre]
+        return near[self.draw.index(len(near))]
+
+    def _occ_label(self, uri: str, lang: str) -> str:
+        label = self._labels.get((uri, lang))
+        if label is None:
+            label = self._labels[(uri, lang)] = self.tax.occupation_label(uri, lang)
+        return label
 
     def _seats(self, lo: int, hi: int) -> dict[str, int]:
         seats = int(self.rng.integers(lo, hi + 1))
@@ -99,7 +115,10 @@ class _CatalogueBuilder:
         return {"seats": seats, "seats_taken": taken}
 
     def _dated(self, months: Sequence[int]) -> dict[str, Any]:
-        return {"continuous": False, "dates": _intakes(self.cohorts, months)}
+        dates = self._dates.get(tuple(months))
+        if dates is None:
+            dates = self._dates[tuple(months)] = _intakes(self.cohorts, months)
+        return {"continuous": False, "dates": dates}
 
     # -- item kinds ---------------------------------------------------------------------------------------------
     def build(self, oid: str, centre: str, item_type: str) -> Opportunity:
@@ -113,7 +132,8 @@ class _CatalogueBuilder:
             data = self._job(item_type, self._pick(self.all_occ if item_type == "vacancy" else self.occ))
         else:
             data = getattr(self, f"_{item_type}")()
-            data.setdefault("provider", str(rng.choice(_PROVIDERS[centre])))
+            provider = _PROVIDERS[centre][self.draw.index(len(_PROVIDERS[centre]))]  # drawn even when unused
+            data.setdefault("provider", provider)
         return Opportunity.model_validate({**base, **data}, strict=False)
 
     def _title(self, route: str, extra_fi: str = "", extra_en: str = "") -> dict[str, str]:
@@ -122,7 +142,7 @@ class _CatalogueBuilder:
 
     def _occ_title(self, occ: WorldOccupation, prefix_fi: str, prefix_en: str) -> dict[str, str]:
         return {
-            "fi": f"{prefix_fi}: {self.tax.occupation_label(occ.uri, 'fi')}"[:200],
+            "fi": f"{prefix_fi}: {self._occ_label(occ.uri, 'fi')}"[:200],
             "en": f"{prefix_en}: {occ.label}"[:200],
         }
 
@@ -141,7 +161,7 @@ class _CatalogueBuilder:
         }
 
     def _language(self) -> dict[str, Any]:
-        entry = int(self.rng.choice(_LANG_ENTRY))
+        entry = _LANG_ENTRY[self.draw.index(len(_LANG_ENTRY))]
         reach = min(entry + 2, len(CEFR_LEVELS) - 1)
         data: dict[str, Any] = {
             "kind": "training",
@@ -229,7 +249,7 @@ class _CatalogueBuilder:
             "occupation": {"esco_uri": occ.uri},
             "sector": occ.sector,
             "s2_support": s2,
-            "min_language": {"fi": "B1.1" if not s2 else str(self.rng.choice(["A2.2", "B1.1"]))},
+            "min_language": {"fi": "B1.1" if not s2 else ("A2.2", "B1.1")[self.draw.index(2)]},
             "min_literacy": "functional",
             "min_isced": 1 if self.rng.random() < 0.5 else None,
             "intake": self._dated((1, 8)),
@@ -345,7 +365,7 @@ class _CatalogueBuilder:
                 "completion": {"skills_gained": self._sample(occ.essential, 1, 3)},
             }
         english_job = occ.sector == "ict" and rng.random() < 0.6
-        fi_min = str(rng.choice(["A2.2", "B1.1", "B1.1", "B1.2"]))
+        fi_min = ("A2.2", "B1.1", "B1.1", "B1.2")[self.draw.index(4)]
         lang = {"en": "B2.1"} if english_job else {"fi": fi_min}
         intake: dict[str, Any] = {"continuous": True}
         if rng.random() < 0.35:
@@ -381,12 +401,14 @@ def generate_catalogue(rng: np.random.Generator, n: int, cohorts: Sequence[int],
     per_centre = dict(zip(centres, quota_counts_for(n, centres), strict=True))
     types = list(_TYPE_WEIGHTS)
     items: list[Opportunity] = []
-    for centre in centres:
-        m = int(per_centre[centre])
-        guaranteed = types[:m]
-        rest = [types[i] for i in quota(rng, list(_TYPE_WEIGHTS.values()), max(0, m - len(guaranteed)))]
-        for item_type in sorted(guaranteed + rest, key=types.index):
-            items.append(builder.build(f"op-{centre}-{len(items):05d}", centre, item_type))
+    with progress_bar(total=n, desc="opportunities") as bar:
+        for centre in centres:
+            m = int(per_centre[centre])
+            guaranteed = types[:m]
+            rest = [types[i] for i in quota(rng, list(_TYPE_WEIGHTS.values()), max(0, m - len(guaranteed)))]
+            for item_type in sorted(guaranteed + rest, key=types.index):
+                items.append(builder.build(f"op-{centre}-{len(items):05d}", centre, item_type))
+            bar.update(m)
     return items
 
 

@@ -17,19 +17,26 @@ noisy (a well-fitting option still often fails).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from features.eligibility import EligibilityEvaluator
+from features.eligibility import MAX_SOFT_LANGUAGE_STEPS, S2_OFFSET_STEPS, EligibilityEvaluator
+from features.language import level_ordinal
 from features.records import KINDS, ROUTES, AuditAttributes, ClientProfile, Opportunity
 from training.world import calibrate as cal
 from training.world.population import reference_date
+from training.world.progress import progress_bar
 from training.world.truth import Truth
 
 POLICY_NAME: Final = "counsellor_v1"
+PORTFOLIO_SIZE: Final = 300  # catalogue items one counsellor knows (a centre's catalogue is split above this)
+SOLVE_MAX_CLIENTS: Final = 8000  # behaviour parameters are solved on an evenly spaced sample of this many clients
+_BLOCK_CELLS: Final = 2_000_000  # clients x items per dense eligibility block
+_CHUNK_CLIENTS: Final = 20_000  # clients per slate-selection chunk
 SLATE_SIZE: Final = 8
 OUTCOME_NOISE_SD: Final = 1.0
 POSITION_BIAS: Final = -0.12  # per slate position, in the acceptance logit
@@ -70,18 +77,210 @@ def _bisect(
     return 0.5 * (lo + hi)
 
 
+@dataclass(frozen=True)
+class _ClientRules:
+    """Client-side inputs of the eligibility rules, as arrays over all clients (see EligibilityEvaluator.evaluate)."""
+
+    centre: npt.NDArray[np.int64]
+    age: npt.NDArray[np.int64]
+    te: npt.NDArray[np.bool_]
+    permit: npt.NDArray[np.bool_]
+    integration: npt.NDArray[np.bool_]
+    lang: npt.NDArray[np.int64]
+    literacy: npt.NDArray[np.int64]
+    isced: npt.NDArray[np.int64]
+    recognised: npt.NDArray[np.bool_]
+    travel: npt.NDArray[np.float32]
+    on: npt.NDArray[np.int64]
+    dist: npt.NDArray[np.float32]  # (client, catalogue item) distances, gathered per block
+
+    @classmethod
+    def of(
+        cls,
+        ev: EligibilityEvaluator,
+        clients: Sequence[ClientProfile],
+        cohort_of: dict[str, int],
+        truth: Truth,
+    ) -> tuple[_ClientRules, npt.NDArray[np.int64]]:
+        """Arrays for ``clients`` plus each client's row into ``dist`` (one row per distinct municipality)."""
+        centre_ids = list(ev.centres)
+        muns = sorted({c.constraints.municipality for c in clients})
+        mun_pos = {m: k for k, m in enumerate(muns)}
+        dist = np.stack([ev.distances_from(m) for m in muns]) if muns else np.zeros((0, len(ev)), np.float32)
+        rules = cls(
+            centre=np.array([centre_ids.index(c.centre) for c in clients], dtype=np.int64),
+            age=truth.client_age,
+            te=np.array([c.status.client_type == "te" for c in clients], dtype=bool),
+            permit=np.array([c.status.work_permit for c in clients], dtype=bool),
+            integration=np.array([c.status.in_integration_period for c in clients], dtype=bool),
+            lang=truth.client_language,
+            literacy=truth.client_literacy,
+            isced=truth.client_isced,
+            recognised=np.array(
+                [any(e.recognition in ("recognised", "not_needed") for e in c.education) for c in clients], dtype=bool
+            ),
+            travel=truth.client_travel.astype(np.float32),
+            on=np.array([reference_date(cohort_of[c.client_id]).toordinal() for c in clients], dtype=np.int64),
+            dist=dist,
+        )
+        mun_row = np.array([mun_pos[c.constraints.municipality] for c in clients], dtype=np.int64)
+        return rules, mun_row
+
+
+def _eligible_block(
+    ev: EligibilityEvaluator,
+    cr: _ClientRules,
+    mun_row: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.int64],
+    items: npt.NDArray[np.int64],
+    centre_id: str,
+) -> npt.NDArray[np.bool_]:
+    """Eligibility of ``rows`` (clients of ``centre_id``) x ``items`` (its catalogue items) as a dense mask.
+
+    The same rules as :meth:`EligibilityEvaluator.evaluate`, vectorised over clients too (only the mask, not the
+    reason); ``tests/test_world.py`` checks that both agree. The item-side arrays are the evaluator's own.
+    """
+    rules = ev.centres[centre_id].rules
+    col = (slice(None), None)
+    ok = np.ones((len(rows), len(items)), dtype=bool)
+    age = cr.age[rows][col]
+    ok[cr.age[rows] < rules.min_age] = False
+    ok &= (age >= ev._min_age[items]) & (age <= ev._max_age[items])
+    te = cr.te[rows]
+    ok &= np.where(te[col], ev._allows_te[items], ev._allows_mun[items])
+    ok[~np.where(te, "te" in rules.client_types, "municipal" in rules.client_types)] = False
+    ok &= ~(~cr.permit[rows][col] & ev._needs_permit[items])
+    ok &= ~(~cr.integration[rows][col] & ev._integration_only[items])
+    lang = cr.lang[rows]
+    if rules.group_services_min_finnish is not None and rules.group_routes:
+        group = np.isin(ev._route[items], [ROUTES.index(r) for r in rules.group_routes])  # type: ignore[arg-type]
+        low = lang[:, 0] < level_ordinal(rules.group_services_min_finnish)
+        ok &= ~(low[col] & group)
+    min_lang = ev._min_lang[items]
+    offset = np.where(ev._s2[items], S2_OFFSET_STEPS, 0)[:, None]
+    shortfall = np.clip(min_lang[None, :, :] - lang[:, None, :] - offset[None, :, :], 0, None)
+    required = min_lang > 0
+    per_lang_ok = np.where(required[None, :, :], shortfall <= MAX_SOFT_LANGUAGE_STEPS, False)
+    ok &= ~required.any(axis=1)[None, :] | per_lang_ok.any(axis=2)
+    ok &= ~(ev._min_lit[items].astype(np.int64)[None, :] - cr.literacy[rows][col] > 1)
+    ok &= ~(ev._min_isced[items][None, :] > cr.isced[rows][col])
+    ok &= ~(~cr.recognised[rows][col] & ev._needs_recognition[items])
+    ok &= ev._seats_left[items] > 0
+    ok &= ev._continuous[items] | (ev._last_intake[items][None, :] >= cr.on[rows][col])
+    ok &= ~(cr.dist[mun_row[rows]][:, items] > cr.travel[rows][col])
+    return ok
+
+
+def _portfolios(
+    rng: np.random.Generator | None, items: npt.NDArray[np.int64], n_members: int
+) -> tuple[list[npt.NDArray[np.int64]], npt.NDArray[np.int64]]:
+    """Split a centre's items into counsellor portfolios of at most PORTFOLIO_SIZE and assign members to them."""
+    n_port = -(-len(items) // PORTFOLIO_SIZE)
+    if n_port <= 1 or rng is None:
+        return [items], np.zeros(n_members, dtype=np.int64)
+    parts = np.array_split(rng.permutation(items), n_port)
+    return [np.sort(p) for p in parts], rng.integers(0, n_port, n_members)
+
+
+def _policy_points(truth: Truth, c: npt.NDArray[np.int64], i: npt.NDArray[np.int64], ess: npt.NDArray[np.float64],
+                   opt: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The counsellor's points-like fit score of aligned pairs (before popularity, bias and noise)."""
+    comps = truth.fit_terms(c, i, ess, opt)
+    return (
+        2.0 * comps["ess_cov"]
+        + comps["opt_cov"]
+        + 1.5 * comps["goal_isco4"]
+        + 0.5 * comps["goal_isco2"]
+        + comps["prior_isco4"]
+        - 0.5 * comps["lang_gap"]
+        - comps["dist_km"] / 25.0
+    )
+
+
 def _eligible_pairs(
-    clients: Sequence[ClientProfile], opportunities: Sequence[Opportunity], cohort_of: dict[str, int]
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    ev = EligibilityEvaluator(opportunities)
-    cs, its = [], []
-    for k, client in enumerate(clients):
-        idx = ev.evaluate(client, reference_date(cohort_of[client.client_id])).eligible_indices
-        cs.append(np.full(len(idx), k, dtype=np.int64))
-        its.append(idx.astype(np.int64))
-    if not cs:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    return np.concatenate(cs), np.concatenate(its)
+    rng: np.random.Generator,
+    clients: Sequence[ClientProfile],
+    opportunities: Sequence[Opportunity],
+    cohort_of: dict[str, int],
+    truth: Truth,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Eligible (client, item) pairs within each client's portfolio, sorted by (client, item), with policy points.
+
+    Items of other centres are never eligible, so each centre is handled alone; when a centre's catalogue is
+    larger than :data:`PORTFOLIO_SIZE`, it is split into portfolios (random stream spawned from ``rng``, which
+    leaves ``rng`` itself untouched) and each client sees the portfolio of one counsellor.
+    """
+    ev = EligibilityEvaluator(opportunities, taxonomy=truth.taxonomy)
+    cr, mun_row = _ClientRules.of(ev, clients, cohort_of, truth)
+    item_centre = ev._centre.astype(np.int64)
+    portfolio_rng: np.random.Generator | None = None
+    out_c, out_i, out_p = [], [], []
+    with progress_bar(total=len(clients), desc="eligibility", unit="clients") as bar:
+        for k, centre_id in enumerate(ev.centres):
+            items = np.flatnonzero(item_centre == k)
+            members = np.flatnonzero(cr.centre == k)
+            if len(members) == 0:
+                continue
+            if len(items) > PORTFOLIO_SIZE and portfolio_rng is None:
+                portfolio_rng = rng.spawn(1)[0]
+            portfolios, assign = _portfolios(portfolio_rng, items, len(members))
+            for p, port in enumerate(portfolios):
+                rows = members[assign == p]
+                step = max(1, _BLOCK_CELLS // max(len(port), 1))
+                for lo in range(0, len(rows), step):
+                    block = rows[lo : lo + step]
+                    ok = _eligible_block(ev, cr, mun_row, block, port, centre_id)
+                    r, q = np.nonzero(ok)
+                    ess, opt = truth.skill_overlap_block(block, port)
+                    c, i = block[r], port[q]
+                    out_c.append(c)
+                    out_i.append(i)
+                    out_p.append(_policy_points(truth, c, i, ess[r, q], opt[r, q]))
+                    bar.update(len(block))
+    if not out_c:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    c, i, points = np.concatenate(out_c), np.concatenate(out_i), np.concatenate(out_p)
+    order = np.argsort(c * max(len(opportunities), 1) + i, kind="stable")
+    return c[order], i[order], points[order]
+
+
+def _select_slates(
+    c: npt.NDArray[np.int64],
+    kind: npt.NDArray[np.int64],
+    score: npt.NDArray[np.float64],
+    slate_size: int,
+) -> npt.NDArray[np.intp]:
+    """Positions of each (client, kind) slate's top ``slate_size`` pairs by descending score.
+
+    Returned sorted by (client, kind, position); ties go to the earlier pair, as a stable sort would. Groups are
+    small, so ``slate_size`` rounds of a segmented arg-max are much cheaper than sorting every pair.
+    """
+    n = len(c)
+    if n == 0:
+        return np.zeros(0, dtype=np.intp)
+    key = c * len(KINDS) + kind
+    order = np.argsort(key, kind="stable")  # pairs come sorted by client (and item): nearly linear
+    key = key[order]
+    work = score[order].astype(np.float64, copy=True)
+    new = np.ones(n, dtype=bool)
+    new[1:] = key[1:] != key[:-1]
+    starts = np.flatnonzero(new)
+    group = np.cumsum(new) - 1
+    idx = np.arange(n)
+    picked, picked_group, picked_pos = [], [], []
+    for pos in range(slate_size):
+        best = np.maximum.reduceat(work, starts)
+        live = best > -np.inf
+        if not live.any():
+            break
+        first = np.minimum.reduceat(np.where(work == best[group], idx, n), starts)[live]
+        picked.append(first)
+        picked_group.append(np.flatnonzero(live))
+        picked_pos.append(np.full(len(first), pos))
+        work[first] = -np.inf
+    rows = np.concatenate(picked)
+    ranked = np.lexsort((np.concatenate(picked_pos), np.concatenate(picked_group)))
+    return order[rows[ranked]]
 
 
 class _Slates:
@@ -92,28 +291,25 @@ class _Slates:
         c: npt.NDArray[np.int64],
         i: npt.NDArray[np.int64],
         kind: npt.NDArray[np.int64],
-        score: npt.NDArray[np.float64],
         utility: npt.NDArray[np.float64],
-        slate_size: int,
+        app: npt.NDArray[np.bool_],
     ) -> None:
-        order = np.lexsort((-score, kind, c))
-        c, i, kind, utility = c[order], i[order], kind[order], utility[order]
+        # Rows arrive sorted by (client, kind, descending score), one slate per (client, kind).
+        self.c, self.i, self.kind, self.u, self.app = c, i, kind, utility, app
         key = c * len(KINDS) + kind
         new = np.ones(len(key), dtype=bool)
         new[1:] = key[1:] != key[:-1]
-        start = np.flatnonzero(new)
-        group = np.cumsum(new) - 1
-        pos = np.arange(len(key)) - start[group]
-        keep = pos < slate_size
-        self.c, self.i, self.kind, self.pos, self.u = c[keep], i[keep], kind[keep], pos[keep], utility[keep]
-        key = key[keep]
-        new = np.ones(len(key), dtype=bool)
-        new[1:] = key[1:] != key[:-1]
         self.slate = np.cumsum(new) - 1
+        self.pos = np.arange(len(key)) - np.flatnonzero(new)[self.slate]
         self.n_slates = int(self.slate[-1]) + 1 if len(self.slate) else 0
         self.slate_kind = self.kind[new]
         self.slate_client = self.c[new]
-        self.app = np.zeros(len(self.c), dtype=bool)
+
+    def subset(self, mask: npt.NDArray[np.bool_]) -> _Slates:
+        """The slates of the clients where ``mask`` (per row, constant within a client) holds, clients renumbered."""
+        c = self.c[mask]
+        _, c_new = np.unique(c, return_inverse=True)
+        return _Slates(c_new.astype(np.int64), self.i[mask], self.kind[mask], self.u[mask], self.app[mask])
 
 
 def simulate_history(
@@ -131,36 +327,36 @@ def simulate_history(
     Returns:
         The history table (:data:`HISTORY_COLUMNS`) and the solved behaviour parameters (for the manifest).
     """
-    c, i = _eligible_pairs(clients, opportunities, cohort_of)
-    comps = truth.components(c, i)
-    utility = truth.utility_at(c, i)
+    c, i, points = _eligible_pairs(rng, clients, opportunities, cohort_of, truth)
     n_items = len(opportunities)
     popularity = 0.5 * truth.item_quality + rng.normal(0.0, 0.7, n_items)
-    kind = np.array([KINDS.index(o.kind) for o in opportunities], dtype=np.int64)[i]
-    route = np.array([ROUTES.index(o.route) if o.route else -1 for o in opportunities], dtype=np.int64)[i]
-    female = np.array([a.gender == "female" for a in audit])[c]
-    somali = np.array([a.mother_tongue == "so" for a in audit])[c]
-    is_job = kind != KINDS.index("training")
-    bias = (
-        GROUP_BIAS["female_job"] * (female & is_job)
-        + GROUP_BIAS["female_language"] * (female & np.isin(route, _NURTURING))
-        + GROUP_BIAS["somali_job"] * (somali & is_job)
-    )
-    points = (
-        2.0 * comps["ess_cov"]
-        + comps["opt_cov"]
-        + 1.5 * comps["goal_isco4"]
-        + 0.5 * comps["goal_isco2"]
-        + comps["prior_isco4"]
-        - 0.5 * comps["lang_gap"]
-        - comps["dist_km"] / 25.0
-    )
-    score = points + popularity[i] + bias + POLICY_NOISE * rng.gumbel(size=len(c))
-    s = _Slates(c, i, kind, score, utility, slate_size)
+    item_kind = np.array([KINDS.index(o.kind) for o in opportunities], dtype=np.int64)
+    item_route = np.array([ROUTES.index(o.route) if o.route else -1 for o in opportunities], dtype=np.int64)
+    female_c = np.array([a.gender == "female" for a in audit], dtype=bool)
+    somali_c = np.array([a.mother_tongue == "so" for a in audit], dtype=bool)
+    keep: list[npt.NDArray[np.intp]] = []
+    # Chunks end at client boundaries, so slates never straddle two chunks; the Gumbel draws run in pair order.
+    bounds = np.searchsorted(c, np.arange(0, len(clients) + _CHUNK_CLIENTS, _CHUNK_CLIENTS))
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        if hi <= lo:
+            continue
+        cc, ii = c[lo:hi], i[lo:hi]
+        kind, route = item_kind[ii], item_route[ii]
+        female, somali = female_c[cc], somali_c[cc]
+        is_job = kind != KINDS.index("training")
+        bias = (
+            GROUP_BIAS["female_job"] * (female & is_job)
+            + GROUP_BIAS["female_language"] * (female & np.isin(route, _NURTURING))
+            + GROUP_BIAS["somali_job"] * (somali & is_job)
+        )
+        score = points[lo:hi] + popularity[ii] + bias + POLICY_NOISE * rng.gumbel(size=hi - lo)
+        keep.append(lo + _select_slates(cc, kind, score, slate_size))
+    rows = np.concatenate(keep) if keep else np.zeros(0, dtype=np.intp)
+    sc, si = c[rows], i[rows]
+    s_route = item_route[si]
+    s = _Slates(sc, si, item_kind[si], truth.utility_at(sc, si), s_route == ROUTES.index("apprenticeship"))
     u = s.u
-    s_route = np.array([ROUTES.index(o.route) if o.route else -1 for o in opportunities], dtype=np.int64)[s.i]
     degree = np.isin(s_route, _DEGREE)
-    s.app = s_route == ROUTES.index("apprenticeship")
     params = _solve_behaviour(s, u, degree, len(clients))
     return _draw(rng, s, u, degree, params, clients, opportunities, cohort_of), params
 
@@ -183,6 +379,10 @@ def _p_start(u: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 def _solve_behaviour(
     s: _Slates, u: npt.NDArray[np.float64], degree: npt.NDArray[np.bool_], n_clients: int
 ) -> dict[str, float]:
+    if n_clients > SOLVE_MAX_CLIENTS:  # expected rates of an evenly spaced sample of clients (large worlds)
+        step = -(-n_clients // SOLVE_MAX_CLIENTS)
+        mask = s.c % step == 0
+        s, u, degree, n_clients = s.subset(mask), u[mask], degree[mask], len(range(0, n_clients, step))
     params = {"degree_bias": 0.0, "apprenticeship_bias": 0.0, **{f"none_{k}": 0.0 for k in KINDS}}
     ps = _p_start(u)
     n = max(n_clients, 1)

@@ -16,12 +16,15 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import TypeAdapter
 
 from features.centres import CENTRES
 from features.language import CEFR_LEVELS
 from features.records import AuditAttributes, ClientProfile
 from features.taxonomy import Taxonomy
 from training.world import calibrate as cal
+from training.world.draws import Draws, cumulative
+from training.world.progress import progress
 from training.world.occupations import demand_occupations, prior_occupations
 
 CENTRE_SHARES: Final[dict[str, float]] = {
@@ -110,6 +113,7 @@ _DIGITAL_SHARES: Final[dict[int, float]] = {0: 0.15, 1: 0.35, 2: 0.35, 3: 0.15}
 _PATH_SHARES: Final[dict[str, float]] = {"education": 0.40, "either": 0.25, "work": 0.35}
 _EDUCATION_FIELDS: Final = ("0112", "0413", "0511", "0618", "0715", "0732", "0811", "0913", "0923", "1013", "1015")
 _TRAVEL_KM: Final = (15.0, 25.0, 40.0, 60.0)
+_AUDIT_LIST: Final = TypeAdapter(list[AuditAttributes])
 
 
 @dataclass(frozen=True)
@@ -222,24 +226,20 @@ def generate_population(rng: np.random.Generator, n: int, cohorts: Sequence[int]
         **{f"consent_{k}": v for k, v in consent.items()},
     }
     builder = _ClientBuilder(rng, tax)
-    clients: list[ClientProfile] = []
-    audit: list[AuditAttributes] = []
-    cohort_of: dict[str, int] = {}
-    for i in range(n):
-        cid = f"cl-{i:06d}"
-        row = {k: v[i] for k, v in columns.items()}
-        clients.append(builder.build(cid, row))
-        audit.append(
-            AuditAttributes.model_validate(
-                {
-                    "client_id": cid,
-                    "gender": str(gender[i]),
-                    "mother_tongue": str(tongue[i]),
-                    "country_of_origin": str(country[i]),
-                }
-            )
-        )
-        cohort_of[cid] = int(cohort[i])
+    ids = [f"cl-{i:06d}" for i in range(n)]
+    names = list(columns)
+    rows = zip(*(columns[k].tolist() for k in names), strict=True)
+    clients = [
+        builder.build(cid, dict(zip(names, row, strict=True)))
+        for cid, row in progress(zip(ids, rows, strict=True), total=n, desc="clients")
+    ]
+    audit = _AUDIT_LIST.validate_python(
+        [
+            {"client_id": cid, "gender": g, "mother_tongue": t, "country_of_origin": c}
+            for cid, g, t, c in zip(ids, gender.tolist(), tongue.tolist(), country.tolist(), strict=True)
+        ]
+    )
+    cohort_of = dict(zip(ids, cohort.tolist(), strict=True))
     return Population(clients, audit, cohort_of)
 
 
@@ -248,57 +248,65 @@ class _ClientBuilder:
 
     def __init__(self, rng: np.random.Generator, tax: Taxonomy) -> None:
         self.rng = rng
+        self.draw = Draws(rng)
         self.tax = tax
         self.demand = demand_occupations(tax)
         self.prior = prior_occupations(tax)
         w = np.array([o.weight for o in self.prior])
         self.prior_p = w / w.sum()
+        self.prior_cdf = cumulative(self.prior_p)
         dw = np.array([o.weight for o in self.demand])
         self.demand_p = dw / dw.sum()
+        self.demand_cdf = cumulative(self.demand_p)
         self.near = {c: tax.municipalities_near(CENTRES[c].municipality, 35.0) for c in CENTRES}
         self.by_sector: dict[str, list[int]] = {}
         for j, o in enumerate(self.demand):
             self.by_sector.setdefault(o.sector, []).append(j)
+        self.cdf = {
+            "n_prior": cumulative([0.35, 0.45, 0.20]),
+            "recognition": cumulative([0.45, 0.15, 0.15, 0.25]),
+            "n_targets": cumulative([0.5, 0.35, 0.15]),
+            "hours": cumulative([0.15, 0.2, 0.65]),
+            "travel": cumulative([0.2, 0.35, 0.3, 0.15]),
+        }
 
     def build(self, cid: str, row: dict[str, Any]) -> ClientProfile:
-        rng = self.rng
+        rng, draw = self.rng, self.draw
         ref = reference_date(int(row["cohort"]))
         mapped = ref - timedelta(days=int(rng.integers(0, 60)))
         age = int(row["age"])
         if row["centre"] != "helsinki":
             age = max(age, 18)
         isced = int(row["isced"])
-        n_prior = int(rng.choice(3, p=[0.35, 0.45, 0.20])) if age > 20 else int(rng.random() < 0.3)
-        prior_idx: list[int] = (
-            [int(j) for j in rng.choice(len(self.prior), size=n_prior, replace=False, p=self.prior_p)]
-            if n_prior
-            else []
-        )
+        n_prior = draw.weighted(self.cdf["n_prior"]) if age > 20 else int(rng.random() < 0.3)
+        prior_idx = draw.weighted_sample(self.prior_p, self.prior_cdf, n_prior) if n_prior else []
         priors, skills, seen = [], [], set()
         for j in prior_idx:
             occ = self.prior[int(j)]
             priors.append({"occupation": {"esco_uri": occ.uri}, "years": float(np.round(rng.uniform(0.5, 12), 1))})
             k_ess = min(len(occ.essential), int(rng.integers(3, 10)))
             k_opt = min(len(occ.optional), int(rng.integers(0, 5)))
+            ess, opt = occ.essential, occ.optional
             for uri in [
-                *rng.choice(occ.essential, k_ess, replace=False),
-                *rng.choice(occ.optional, k_opt, replace=False),
+                *[ess[j] for j in draw.sample(len(ess), k_ess)],
+                *[opt[j] for j in draw.sample(len(opt), k_opt)],
             ]:
                 if uri not in seen:
-                    seen.add(str(uri))
+                    seen.add(uri)
                     ev = "demonstrated" if rng.random() < 0.3 else "self_reported"
-                    skills.append({"uri": str(uri), "level": int(rng.integers(1, 5)), "evidence": ev})
+                    skills.append({"uri": uri, "level": int(rng.integers(1, 5)), "evidence": ev})
         education = []
         if isced > 0:
-            rec = str(rng.choice(["none", "pending", "partial", "recognised"], p=[0.45, 0.15, 0.15, 0.25]))
-            field = str(rng.choice(_EDUCATION_FIELDS)) if isced >= 3 else None
+            rec = ("none", "pending", "partial", "recognised")[draw.weighted(self.cdf["recognition"])]
+            field = _EDUCATION_FIELDS[draw.index(len(_EDUCATION_FIELDS))] if isced >= 3 else None
             education.append({"isced_level": isced, "field": field, "recognition": rec if isced >= 3 else "not_needed"})
         languages = [self._lang("fi", int(row["finnish"]), mapped)]
         if int(row["english"]) >= 3:
             languages.append(self._lang("en", min(int(row["english"]), 13), mapped, source="self"))
         goals = self._goals(prior_idx, str(row["path"]), ref)
         centre = str(row["centre"])
-        mun = CENTRES[centre].municipality if rng.random() < 0.55 else str(rng.choice(self.near[centre]))
+        near = self.near[centre]
+        mun = CENTRES[centre].municipality if rng.random() < 0.55 else near[draw.index(len(near))]
         childcare = bool(rng.random() < (0.35 if row["female"] and age < 42 else 0.08))
         years = float(row["years_in_fi"])
         data: dict[str, Any] = {
@@ -314,7 +322,7 @@ class _ClientBuilder:
             "goals": goals,
             "constraints": {
                 "municipality": mun,
-                "max_travel_km": float(rng.choice(_TRAVEL_KM, p=[0.2, 0.35, 0.3, 0.15])),
+                "max_travel_km": _TRAVEL_KM[draw.weighted(self.cdf["travel"])],
                 "childcare_need": childcare,
             },
             "support_need": str(row["support"]),
@@ -346,20 +354,21 @@ class _ClientBuilder:
         return rec
 
     def _goals(self, prior_idx: Sequence[Any], path: str, ref: date) -> dict[str, Any]:
-        rng = self.rng
+        rng, draw = self.rng, self.draw
         targets: list[int] = []
-        n_targets = int(rng.choice([1, 2, 3], p=[0.5, 0.35, 0.15]))
+        n_targets = (1, 2, 3)[draw.weighted(self.cdf["n_targets"])]
         for j in prior_idx:
             sector = self.prior[int(j)].sector
             if sector in self.by_sector and rng.random() < 0.6:
-                targets.append(int(rng.choice(self.by_sector[sector])))
+                same = self.by_sector[sector]
+                targets.append(same[draw.index(len(same))])
         while len(set(targets)) < n_targets:
-            targets.append(int(rng.choice(len(self.demand), p=self.demand_p)))
+            targets.append(draw.weighted(self.demand_cdf))
         uniq = list(dict.fromkeys(targets))[:n_targets]
         start = ref + timedelta(weeks=int(rng.integers(0, 9))) if rng.random() < 0.6 else None
         return {
             "target_occupations": [{"esco_uri": self.demand[j].uri} for j in uniq],
             "preferred_path": path,
             "earliest_start": start.isoformat() if start else None,
-            "hours_per_week": int(rng.choice([20, 30, 37], p=[0.15, 0.2, 0.65])),
+            "hours_per_week": (20, 30, 37)[draw.weighted(self.cdf["hours"])],
         }

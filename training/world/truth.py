@@ -57,6 +57,7 @@ DEFAULT_WEIGHTS: Final[dict[str, float]] = {
 _LANGS: Final = ("fi", "sv", "en")
 _S2_OFFSET: Final = 2
 _FAR_FUTURE: Final = 10**7
+_DATE_ROW: Final = 4 * _FAR_FUTURE  # key stride per item row in the intake-date search
 
 
 def _latent(seed: int, ids: Sequence[str], salt: int, dim: int) -> npt.NDArray[np.float64]:
@@ -111,6 +112,7 @@ class Truth:
         self.weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
         self.thresholds = RELEVANCE_THRESHOLDS
         tax = taxonomy or default_taxonomy()
+        self.taxonomy = tax
         self.client_ids = [c.client_id for c in clients]
         self.opportunity_ids = [o.opportunity_id for o in opportunities]
         self.client_pos = {cid: i for i, cid in enumerate(self.client_ids)}
@@ -199,13 +201,43 @@ class Truth:
             dtype=np.int64,
         )
         n_dates = max([len(o.intake.dates) for o in opps] + [1])
-        dates = np.full((len(opps), n_dates), _FAR_FUTURE, dtype=np.int64)
+        dates = np.full((len(opps), n_dates + 1), _FAR_FUTURE, dtype=np.int64)  # >= 1 padding column per row
         for i, o in enumerate(opps):
             if o.intake.continuous:
                 dates[i, 0] = -_FAR_FUTURE
             else:
-                dates[i, : len(o.intake.dates)] = [d.toordinal() for d in o.intake.dates]
-        self._i_dates = dates
+                dates[i, : len(o.intake.dates)] = sorted(d.toordinal() for d in o.intake.dates)
+        self._i_continuous = dates[:, 0] == -_FAR_FUTURE
+        # Row-offset keys: a pair's next intake is one searchsorted over all rows (rows sorted, padded with
+        # _FAR_FUTURE, so the first key >= (row, start) always lies in the pair's own row).
+        self._date_keys = (np.arange(len(opps), dtype=np.int64)[:, None] * _DATE_ROW + dates).ravel()
+        self._date_values = dates.ravel()
+
+    # -- client columns shared with the history simulation ---------------------------------------------------------
+    @property
+    def client_age(self) -> npt.NDArray[np.int64]:
+        """Age per client (positions as in ``client_ids``)."""
+        return self._c_age
+
+    @property
+    def client_language(self) -> npt.NDArray[np.int64]:
+        """Language ordinals per client, columns fi, sv, en (``ClientProfile.language_ordinal``)."""
+        return self._c_lang
+
+    @property
+    def client_literacy(self) -> npt.NDArray[np.int64]:
+        """Literacy index per client (into ``LITERACY_LEVELS``)."""
+        return self._c_lit
+
+    @property
+    def client_isced(self) -> npt.NDArray[np.int64]:
+        """Highest ISCED level per client."""
+        return self._c_isced
+
+    @property
+    def client_travel(self) -> npt.NDArray[np.float64]:
+        """Maximum travel distance (km) per client."""
+        return self._c_travel
 
     # -- utility ------------------------------------------------------------------------------------------------
     def _positions(
@@ -228,33 +260,20 @@ class Truth:
         """Unweighted utility terms for aligned position arrays (client positions, item positions)."""
         ess = _rowwise_overlap(self._c_skills[c], self._i_ess[i])
         opt = _rowwise_overlap(self._c_skills[c], self._i_opt[i])
-        n_ess, n_opt = self._n_ess[i], self._n_opt[i]
-        has4 = self._i_isco4[i] >= 0
-        goal4 = np.where(has4, self._c_goal4[c, np.maximum(self._i_isco4[i], 0)], 0)
-        has2 = self._i_isco2[i] >= 0
-        goal2 = np.where(has2, self._c_goal2[c, np.maximum(self._i_isco2[i], 0)], 0)
-        prior4 = np.where(has4, self._c_prior4[c, np.maximum(self._i_isco4[i], 0)], 0)
-        need = self._i_lang[i] - self._c_lang[c] - np.where(self._i_s2[i], _S2_OFFSET, 0)[:, None]
-        required = self._i_lang[i] > 0
-        gap = np.where(required, np.clip(need, 0, None), 99).min(axis=1)
-        gap = np.where(required.any(axis=1), gap, 0)
         kind, route = self._i_kind[i], self._i_route[i]
         path = self._c_path[c]
         is_job = kind != KINDS.index("training")
         path_match = np.where(path == 2, 0.5, np.where(is_job, path == 0, path == 1).astype(np.float64))
-        wait_days = np.where(self._i_dates[i] >= self._c_start[c][:, None], self._i_dates[i], _FAR_FUTURE).min(axis=1)
-        continuous = self._i_dates[i, 0] == -_FAR_FUTURE
-        wait = np.where(continuous, 0.0, np.minimum((wait_days - self._c_start[c]) / 7.0, 52.0))
-        dist = self._dist[self._c_mun[c], self._i_mun[i]]
+        start = self._c_start[c]
+        wait_days = self._date_values[np.searchsorted(self._date_keys, i * _DATE_ROW + start, side="left")]
+        wait = np.where(self._i_continuous[i], 0.0, np.minimum((wait_days - start) / 7.0, 52.0))
+        fit = self.fit_terms(c, i, ess, opt)
+        dist = fit["dist_km"]
+        # Key order is the summation order of utility_at (kept fixed so that utilities stay bit-identical).
         return {
             "quality": self.item_quality[i],
             "affinity": np.einsum("nd,nd->n", self.client_factors[c], self.item_factors[i]) / np.sqrt(LATENT_DIM),
-            "ess_cov": np.where(n_ess > 0, ess / np.maximum(n_ess, 1), 0.0),
-            "opt_cov": np.where(n_opt > 0, opt / np.maximum(n_opt, 1), 0.0),
-            "goal_isco4": goal4.astype(np.float64),
-            "goal_isco2": ((goal2 > 0) & (goal4 == 0)).astype(np.float64),
-            "prior_isco4": (prior4 > 0).astype(np.float64),
-            "lang_gap": gap.astype(np.float64),
+            **{k: fit[k] for k in ("ess_cov", "opt_cov", "goal_isco4", "goal_isco2", "prior_isco4", "lang_gap")},
             "literacy_gap": np.clip(self._i_lit[i] - self._c_lit[c], 0, None).astype(np.float64),
             "dist_km": dist,
             "too_far": (dist > self._c_travel[c]).astype(np.float64),
@@ -266,6 +285,48 @@ class Truth:
             "kind_work_trial": (kind == KINDS.index("work_trial")).astype(np.float64),
             "kind_training": (kind == KINDS.index("training")).astype(np.float64),
         }
+
+    def fit_terms(
+        self,
+        c: npt.NDArray[np.int64],
+        i: npt.NDArray[np.int64],
+        ess: npt.NDArray[np.float64],
+        opt: npt.NDArray[np.float64],
+    ) -> dict[str, npt.NDArray[np.float64]]:
+        """The observable-fit terms a counsellor also sees (skills, occupations, language gap, distance).
+
+        ``c`` and ``i`` are position arrays that broadcast against each other (aligned pairs, or a
+        ``(clients, 1)`` column against a ``(1, items)`` row for a dense block); ``ess``/``opt`` are the
+        numbers of the item's essential/optional skills the client has, in the broadcast shape.
+        """
+        n_ess, n_opt = self._n_ess[i], self._n_opt[i]
+        has4 = self._i_isco4[i] >= 0
+        goal4 = np.where(has4, self._c_goal4[c, np.maximum(self._i_isco4[i], 0)], 0)
+        has2 = self._i_isco2[i] >= 0
+        goal2 = np.where(has2, self._c_goal2[c, np.maximum(self._i_isco2[i], 0)], 0)
+        prior4 = np.where(has4, self._c_prior4[c, np.maximum(self._i_isco4[i], 0)], 0)
+        need = self._i_lang[i] - self._c_lang[c] - np.where(self._i_s2[i], _S2_OFFSET, 0)[..., None]
+        required = self._i_lang[i] > 0
+        gap = np.where(required, np.clip(need, 0, None), 99).min(axis=-1)
+        gap = np.where(required.any(axis=-1), gap, 0)
+        return {
+            "ess_cov": np.where(n_ess > 0, ess / np.maximum(n_ess, 1), 0.0),
+            "opt_cov": np.where(n_opt > 0, opt / np.maximum(n_opt, 1), 0.0),
+            "goal_isco4": goal4.astype(np.float64),
+            "goal_isco2": ((goal2 > 0) & (goal4 == 0)).astype(np.float64),
+            "prior_isco4": (prior4 > 0).astype(np.float64),
+            "lang_gap": gap.astype(np.float64),
+            "dist_km": self._dist[self._c_mun[c], self._i_mun[i]],
+        }
+
+    def skill_overlap_block(
+        self, rows: npt.NDArray[np.int64], items: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Dense ``(len(rows), len(items))`` counts of shared essential and optional skills."""
+        cs = self._c_skills[rows]
+        ess = (cs @ self._i_ess[items].T).toarray().astype(np.float64)
+        opt = (cs @ self._i_opt[items].T).toarray().astype(np.float64)
+        return ess, opt
 
     def _route_need(
         self, c: npt.NDArray[np.int64], i: npt.NDArray[np.int64], route: npt.NDArray[np.int64]
