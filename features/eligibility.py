@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -219,9 +219,23 @@ class EligibilityEvaluator:
 
     def evaluate(self, client: ClientProfile, on: date) -> EligibilityResult:
         """Evaluate every item of the catalogue for one client on a given day."""
+        codes = self.reason_codes_at(client, on)
+        return EligibilityResult(reason_codes=codes, opportunity_ids=self.opportunity_ids)
+
+    def reason_codes_at(
+        self, client: ClientProfile, on: date, positions: npt.NDArray[np.integer[Any]] | None = None
+    ) -> npt.NDArray[np.int8]:
+        """Reason codes (0 = eligible) of the items at ``positions`` (default: the whole catalogue), in that order.
+
+        Args:
+            client: the client.
+            on: the day of evaluation.
+            positions: catalogue positions to evaluate; a subset costs in proportion to its size.
+        """
         if not isinstance(client, ClientProfile):
             raise TypeError("EligibilityEvaluator.evaluate accepts a ClientProfile only")
-        n = len(self.opportunities)
+        sel: Any = slice(None) if positions is None else np.asarray(positions, dtype=np.intp)
+        n = len(self.opportunities) if positions is None else int(sel.size)
         codes = np.zeros(n, dtype=np.int8)
         centre = self.centres[client.centre]
         rules = centre.rules
@@ -229,40 +243,41 @@ class EligibilityEvaluator:
         def apply(reason: str, failed: npt.NDArray[np.bool_]) -> None:
             codes[(codes == 0) & failed] = REASON_INDEX[reason]
 
-        apply("other_centre", self._centre != list(self.centres).index(client.centre))
+        apply("other_centre", self._centre[sel] != list(self.centres).index(client.centre))
         if client.age < rules.min_age:
             apply("centre_min_age", np.ones(n, dtype=bool))
-        apply("item_age", (client.age < self._min_age) | (client.age > self._max_age))
-        ctype_ok = self._allows_te if client.status.client_type == "te" else self._allows_mun
+        apply("item_age", (client.age < self._min_age[sel]) | (client.age > self._max_age[sel]))
+        ctype_ok = self._allows_te[sel] if client.status.client_type == "te" else self._allows_mun[sel]
         if client.status.client_type not in rules.client_types:
             ctype_ok = np.zeros(n, dtype=bool)
         apply("client_type", ~ctype_ok)
         if not client.status.work_permit:
-            apply("work_permit", self._needs_permit)
+            apply("work_permit", self._needs_permit[sel])
         if not client.status.in_integration_period:
-            apply("integration_period", self._integration_only)
+            apply("integration_period", self._integration_only[sel])
         client_lang = np.array([client.language_ordinal(lang) for lang in _LANGS], dtype=np.int16)
         if rules.group_services_min_finnish is not None and rules.group_routes:
-            group = np.isin(self._route, [ROUTES.index(r) for r in rules.group_routes])  # type: ignore[arg-type]
+            group = np.isin(self._route[sel], [ROUTES.index(r) for r in rules.group_routes])  # type: ignore[arg-type]
             if client_lang[0] < level_ordinal(rules.group_services_min_finnish):
                 apply("centre_language_gate", group)
-        offset = np.where(self._s2, S2_OFFSET_STEPS, 0)[:, None]
-        shortfall = np.clip(self._min_lang - client_lang[None, :] - offset, 0, None)
+        offset = np.where(self._s2[sel], S2_OFFSET_STEPS, 0)[:, None]
+        shortfall = np.clip(self._min_lang[sel] - client_lang[None, :] - offset, 0, None)
         # Any one of the required languages suffices when several are listed (fi or sv or en working language).
-        required = self._min_lang > 0
+        required = self._min_lang[sel] > 0
         per_lang_ok = np.where(required, shortfall <= MAX_SOFT_LANGUAGE_STEPS, False)
         lang_ok = ~required.any(axis=1) | per_lang_ok.any(axis=1)
         apply("language_gate", np.asarray(~lang_ok, dtype=bool))
         client_lit = LITERACY_LEVELS.index(client.literacy)
-        apply("literacy_gate", self._min_lit - client_lit > 1)
-        apply("education_prerequisite", self._min_isced > client.highest_isced)
+        apply("literacy_gate", self._min_lit[sel] - client_lit > 1)
+        apply("education_prerequisite", self._min_isced[sel] > client.highest_isced)
         recognised = any(e.recognition in ("recognised", "not_needed") for e in client.education)
         if not recognised:
-            apply("recognition_missing", self._needs_recognition)
-        apply("no_seats", self._seats_left <= 0)
-        apply("no_intake", ~self._continuous & (self._last_intake < on.toordinal()))
-        apply("too_far", self.distances_from(client.constraints.municipality) > client.constraints.max_travel_km)
-        return EligibilityResult(reason_codes=codes, opportunity_ids=self.opportunity_ids)
+            apply("recognition_missing", self._needs_recognition[sel])
+        apply("no_seats", self._seats_left[sel] <= 0)
+        apply("no_intake", ~self._continuous[sel] & (self._last_intake[sel] < on.toordinal()))
+        dist = self.distances_from(client.constraints.municipality)[sel]
+        apply("too_far", dist > client.constraints.max_travel_km)
+        return codes
 
     def evaluate_clients(self, table: ClientTable, item: int, on: date) -> npt.NDArray[np.int8]:
         """Reason codes of one catalogue item for many clients (same rules and order as :meth:`evaluate`).

@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Final
 
@@ -135,17 +136,25 @@ class RemedyIndex:
         return self._reaching("isced", need, centre, on)
 
 
+@lru_cache(maxsize=16)
+def _families_of(feature_names: tuple[str, ...]) -> tuple[str, ...]:
+    """The feature family of every column ("" when a column belongs to none), computed once per model."""
+    return tuple(feature_family(name) for name in feature_names)
+
+
 def _family_contributions(
     feature_names: Sequence[str], contributions_row: npt.ArrayLike
 ) -> dict[str, tuple[float, list[str]]]:
-    row = np.asarray(contributions_row, dtype=np.float64).reshape(-1)[: len(feature_names)]
+    names = tuple(feature_names)
+    row = np.asarray(contributions_row, dtype=np.float64).reshape(-1)[: len(names)]
     families: dict[str, tuple[float, list[str]]] = {}
-    for name, value in zip(feature_names, row, strict=True):
-        family = feature_family(name)
-        if not family or value == 0:
+    for j in np.flatnonzero(row):
+        family = _families_of(names)[j]
+        if not family:
             continue
-        total, names = families.get(family, (0.0, []))
-        families[family] = (total + float(value), [*names, name] if value > 0 else names)
+        value = float(row[j])
+        total, kept = families.get(family, (0.0, []))
+        families[family] = (total + value, [*kept, names[j]] if value > 0 else kept)
     return families
 
 

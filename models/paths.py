@@ -35,6 +35,8 @@ TERMINAL_KINDS: Final = ("vacancy", "work_trial")
 EXPANSIONS_PER_NODE: Final = 6
 TIME_WEIGHT_PER_YEAR: Final = 0.5
 GAINED_SKILL_LEVEL: Final = 2
+USEFUL_SHORTLIST: Final = 100  # trainings scored per beam node (chosen by their gain bonus first)
+NODE_VALUE_SHORTLIST: Final = 30  # goal items scored to value a beam node (chosen by the first stage)
 
 
 @dataclass(frozen=True)
@@ -256,6 +258,10 @@ class PathPlanner:
             group_bonus[g] = gain + 1.0 * ("literacy" in gains) + 0.5 * ("digital" in gains)
         keep = group_keep[inverse]
         cand, bonus = cand[keep], group_bonus[inverse][keep]
+        if cand.size > USEFUL_SHORTLIST:
+            # The score adds at most 1 to the bonus: the best bonuses are the only contenders worth scoring.
+            best = np.argsort(-bonus, kind="stable")[:USEFUL_SHORTLIST]
+            cand, bonus = cand[best], bonus[best]
         if cand.size == 0:
             return []
         scores = self.model.score(node.state, self.items, cand, node.time)
@@ -321,12 +327,24 @@ class PathPlanner:
                 break
         return self._select(finished, n_paths)
 
+    def _shortlist(
+        self, state: ClientProfile, idx: npt.NDArray[np.int64], limit: int | None = None
+    ) -> tuple[Any, npt.NDArray[np.int64]]:
+        """The encoded state and, for long lists, the first stage's best ``first_stage_k`` (as in serving)."""
+        enc = self.model.encode_client(state)
+        k = self.model.first_stage_k if limit is None else min(limit, self.model.first_stage_k or limit)
+        if k > 0 and idx.size > k:
+            idx = np.asarray(self.model.featurizer.first_stage(enc, self.items, idx, k), dtype=np.int64)
+        return enc, idx
+
     def _node_value(self, state: ClientProfile, on: date, goal_mask: npt.NDArray[np.bool_]) -> float:
         """How close a state is to a goal: number of goal items eligible, plus the best one's score."""
-        reachable = np.flatnonzero(self.evaluator.evaluate(state, on).mask & goal_mask)
+        goal_idx = np.flatnonzero(goal_mask)
+        reachable = goal_idx[self.evaluator.reason_codes_at(state, on, goal_idx) == 0]
         if reachable.size == 0:
             return -1.0
-        scores = self.model.score(state, self.items, reachable, on)
+        enc, shortlist = self._shortlist(state, reachable, NODE_VALUE_SHORTLIST)
+        scores = self.model.score(enc, self.items, shortlist, on)
         return float(np.log1p(reachable.size) + np.tanh(scores.max()))
 
     def _finish(
@@ -335,7 +353,8 @@ class PathPlanner:
         idx = np.flatnonzero(reachable)
         if idx.size == 0:
             return []
-        scores = self.model.score(node.state, self.items, idx, node.time)
+        enc, idx = self._shortlist(node.state, idx)
+        scores = self.model.score(enc, self.items, idx, node.time)
         order = np.argsort(-scores, kind="stable")[:3]  # the best few final items of each partial path
         paths = []
         for j in order:

@@ -314,6 +314,7 @@ def test_health_ready_metrics(api: ApiEnv) -> None:
     ready = api.client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["status"] == "ok"
+    assert _suggest(api, {"client_id": "hel-c-000", "k": 1}).status_code == 200  # this test's own traffic
     assert api.client.get("/metrics").status_code == 401
     assert api.client.get("/metrics", headers=api.auth("counsellor")).status_code == 403
     text = api.client.get("/metrics", headers=api.auth("admin", None)).text
