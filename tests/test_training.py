@@ -139,3 +139,13 @@ def test_decide_rule_both_ways() -> None:
     ok, reason = decide(0.90, 0.08, 0.79, max_group_gap=0.05)
     assert not ok
     assert "gap" in reason
+
+
+def test_same_seed_gives_same_metrics(first_run, world_dir: Path, tracking_uri: str, config: TrainConfig) -> None:  # type: ignore[no-untyped-def]
+    from training.train import train
+
+    again = train(world_dir, config=config, promote=False, tracking_uri=tracking_uri)
+    for ranker in ("lightgbm", "points", "popularity", "random"):
+        assert again.report["rankers"][ranker]["ndcg_10"] == pytest.approx(
+            first_run.report["rankers"][ranker]["ndcg_10"], abs=1e-12
+        ), ranker

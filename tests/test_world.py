@@ -162,3 +162,147 @@ def test_small_world_generates_quickly() -> None:
     t0 = time.perf_counter()
     generate_world(n_clients=300, seed=11)
     assert time.perf_counter() - t0 < 5.0
+
+
+# --- scale work: determinism of saved files, calibration at the default size, fast paths = reference paths ----
+
+
+@pytest.fixture(scope="module")
+def default_world() -> World:
+    return generate_world()  # 3000 clients, seed 7: the world `make run` builds
+
+
+def _saved_bytes(world: World, directory: Path) -> dict[str, bytes]:
+    world.save(directory)
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_same_seed_gives_byte_identical_files(world: World, tmp_path: Path) -> None:
+    first = _saved_bytes(world, tmp_path / "a")
+    second = _saved_bytes(generate_world(n_clients=600, seed=3), tmp_path / "b")
+    assert first.keys() == second.keys() >= {"clients.parquet", "opportunities.parquet", "history.parquet"}
+    for name in first:
+        assert first[name] == second[name], name
+
+
+def test_default_world_content_is_unchanged(default_world: World) -> None:
+    # Golden digest of the default world's history (it depends on every upstream stage: population, catalogue,
+    # truth, slates, decisions). Update it only when the world is meant to change, and say so in the note.
+    h = default_world.history
+    digest = int(pd.util.hash_pandas_object(h, index=False).sum())
+    assert (len(h), digest) == DEFAULT_HISTORY_DIGEST
+
+
+DEFAULT_HISTORY_DIGEST = (54624, 5555837558434950077)
+
+
+def test_default_world_marginals_within_3_points_and_base_rates_within_5(default_world: World) -> None:
+    checks = calibration_report(default_world)["checks"]
+    shares = {k: v for k, v in checks.items() if not k.startswith(("outcome/", "age/"))}
+    assert len(shares) >= 20
+    for name, c in shares.items():
+        assert abs(c["realised"] - c["target"]) <= 0.03, (name, c)
+    for name in ("into_training", "into_work_trial_apprenticeship_or_work", "into_work"):
+        c = checks[f"outcome/{name}"]
+        assert abs(c["realised"] - c["target"]) <= 0.05, (name, c)
+    assert calibration_report(default_world)["all_ok"]
+
+
+def test_fast_draws_match_numpy_choice() -> None:
+    from training.world.draws import Draws, cumulative
+
+    a, b = np.random.default_rng(11), np.random.default_rng(11)
+    draw = Draws(b)
+    for n in (1, 2, 3, 7, 40, 300):
+        p = np.arange(1.0, n + 1) ** 1.5
+        p = p / p.sum()
+        cdf = cumulative(p)
+        seq = [f"x{j}" for j in range(n)]
+        for _ in range(30):
+            assert a.choice(n, p=p) == draw.weighted(cdf)
+            assert a.choice(seq) == seq[draw.index(n)]
+            for k in range(min(n, 4)):
+                assert list(a.choice(seq, k, replace=False)) == [seq[j] for j in draw.sample(n, k)]
+            k = min(n, 3)
+            assert list(a.choice(n, k, replace=False, p=p)) == draw.weighted_sample(p, cdf, k)
+    skewed = np.array([0.97, 0.01, 0.01, 0.01])  # forces repeated rounds without replacement
+    for _ in range(50):
+        assert list(a.choice(4, 3, replace=False, p=skewed)) == draw.weighted_sample(skewed, cumulative(skewed), 3)
+    assert a.random() == b.random()
+
+
+def test_vectorised_eligibility_matches_the_evaluator(world: World) -> None:
+    from features.eligibility import EligibilityEvaluator
+    from training.world.history import _ClientRules, _eligible_block
+    from training.world.population import reference_date
+
+    ev = EligibilityEvaluator(world.opportunities)
+    rules, mun_row = _ClientRules.of(ev, world.clients, world.cohort_of, world.truth)
+    centre_of_item = np.array([o.centre for o in world.opportunities])
+    n_checked = 0
+    for centre in ev.centres:
+        rows = np.array([k for k, c in enumerate(world.clients) if c.centre == centre], dtype=np.int64)
+        items = np.flatnonzero(centre_of_item == centre).astype(np.int64)
+        if len(rows) == 0:
+            continue
+        block = _eligible_block(ev, rules, mun_row, rows, items, centre)
+        for r, k in enumerate(rows):
+            client = world.clients[int(k)]
+            expected = ev.evaluate(client, reference_date(world.cohort_of[client.client_id])).mask[items]
+            np.testing.assert_array_equal(block[r], expected, err_msg=client.client_id)
+            n_checked += 1
+    assert n_checked == len(world.clients)
+
+
+def test_slate_selection_matches_a_stable_sort() -> None:
+    from training.world.history import _select_slates
+
+    rng = np.random.default_rng(5)
+    c = np.sort(rng.integers(0, 200, 5000))
+    kind = rng.integers(0, 3, 5000)
+    score = np.round(rng.normal(size=5000), 1)  # many ties
+    order = np.lexsort((-score, kind, c))
+    key = (c * 3 + kind)[order]
+    first = np.r_[True, key[1:] != key[:-1]]
+    pos = np.arange(len(key)) - np.flatnonzero(first)[np.cumsum(first) - 1]
+    np.testing.assert_array_equal(_select_slates(c, kind, score, 8), order[pos < 8])
+
+
+def test_large_catalogue_splits_into_portfolios_and_keeps_slates_valid() -> None:
+    from training.world.history import PORTFOLIO_SIZE
+
+    w = generate_world(n_clients=400, seed=5, n_opportunities=2000)
+    helsinki = [o for o in w.opportunities if o.centre == "helsinki"]
+    assert len(helsinki) > PORTFOLIO_SIZE
+    centre_of = {o.opportunity_id: o.centre for o in w.opportunities}
+    client_centre = {c.client_id: c.centre for c in w.clients}
+    h = w.history
+    assert (h["opportunity_id"].map(centre_of) == h["client_id"].map(client_centre)).all()
+    assert (h.groupby("slate_id").size() <= 8).all()
+    shown = h[h["client_id"].map(client_centre) == "helsinki"].groupby("client_id")["opportunity_id"].nunique()
+    assert shown.max() <= PORTFOLIO_SIZE
+    again = generate_world(n_clients=400, seed=5, n_opportunities=2000)
+    pd.testing.assert_frame_equal(again.history, h)
+
+
+def test_progress_bars_stay_silent_without_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    from training.world.progress import enabled, progress
+
+    assert not enabled(10**6)  # pytest captures stderr: not a TTY
+    assert list(progress(iter(range(5)), total=5, desc="x")) == [0, 1, 2, 3, 4]
+    generate_world(n_clients=120, seed=2)
+    assert capsys.readouterr().err == ""
+
+
+def test_cli_world_accepts_an_opportunity_count(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    result = CliRunner().invoke(
+        app, ["world", "--clients", "150", "--opportunities", "75", "--seed", "4", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["sizes"]["clients"] == 150
+    assert manifest["sizes"]["opportunities"] == 75

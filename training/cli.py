@@ -31,13 +31,17 @@ def world_cmd(
     clients: Annotated[int, typer.Option("--clients", help="Number of clients.")] = 3000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 7,
     out: Annotated[Path | None, typer.Option("--out", help="Output directory (default: <data>/world).")] = None,
+    opportunities: Annotated[
+        int | None,
+        typer.Option("--opportunities", min=1, help="Catalogue size (default: clients // 6, at least 60)."),
+    ] = None,
 ) -> None:
     """Generate the synthetic world (clients, catalogue, history, truth) and save it."""
     from training.world import generate_world
 
     _setup_logging()
     target = _world_dir(out)
-    world = generate_world(n_clients=clients, seed=seed)
+    world = generate_world(n_clients=clients, seed=seed, n_opportunities=opportunities)
     world.save(target)
     typer.echo(f"world: {len(world.clients)} clients, {len(world.opportunities)} opportunities -> {target}")
 

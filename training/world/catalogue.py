@@ -19,9 +19,9 @@ from features.language import CEFR_LEVELS
 from features.records import ROUTES, Opportunity
 from features.taxonomy import Taxonomy
 from training.world.draws import Draws, cumulative
-from training.world.progress import progress_bar
 from training.world.occupations import HIGHER_EDUCATION_LABELS, WorldOccupation, demand_occupations
 from training.world.population import CENTRE_SHARES, quota, quota_counts
+from training.world.progress import progress_bar
 
 # Item types: the ten training routes, then work_trial and vacancy. Weights of the drawn remainder.
 ITEM_TYPES: Final[tuple[str, ...]] = (*ROUTES, "work_trial", "vacancy")
@@ -122,7 +122,6 @@ class _CatalogueBuilder:
 
     # -- item kinds ---------------------------------------------------------------------------------------------
     def build(self, oid: str, centre: str, item_type: str) -> Opportunity:
-        rng = self.rng
         base: dict[str, Any] = {
             "opportunity_id": oid,
             "centre": centre,

@@ -43,6 +43,10 @@ class Draws:
 
     def sample(self, n: int, k: int) -> list[int]:
         """Same as ``rng.choice(seq, k, replace=False)`` (positions into ``seq``, ``n = len(seq)``)."""
+        if k == 0:  # Floyd's algorithm draws nothing
+            return []
+        if k == 1:  # one bounded draw over [0, n), then a shuffle of one element (which draws nothing)
+            return [int(self.rng.integers(0, n))]
         return [int(x) for x in self.rng.choice(n, k, replace=False)]
 
     def weighted_sample(self, p: npt.NDArray[np.float64], cdf: list[float], k: int) -> list[int]:

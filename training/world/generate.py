@@ -19,7 +19,8 @@ from features.taxonomy import default_taxonomy
 from training.world.calibrate import calibration_report
 from training.world.catalogue import generate_catalogue
 from training.world.history import simulate_history
-from training.world.population import generate_population
+from training.world.population import Population, generate_population
+from training.world.progress import progress_bar
 from training.world.truth import Truth
 
 logger = logging.getLogger(__name__)
@@ -136,19 +137,44 @@ def _generate(n_clients: int, seed: int, cohorts: tuple[int, ...], n_opportuniti
     n_opp = n_opportunities if n_opportunities is not None else max(n_clients // 6, _MIN_OPPORTUNITIES)
     tax = default_taxonomy()
     pop_rng, cat_rng, hist_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
-    population = generate_population(pop_rng, n_clients, cohorts, tax)
-    opportunities = generate_catalogue(cat_rng, n_opp, cohorts, tax)
-    truth = Truth(population.clients, opportunities, population.cohort_of, seed=seed, taxonomy=tax)
-    history, behaviour = simulate_history(
-        hist_rng, population.clients, population.audit, opportunities, population.cohort_of, truth
-    )
+    with progress_bar(total=5, desc="world", unit="stage", work=n_clients) as stages:
+        stages.set_postfix_str("clients")
+        population = generate_population(pop_rng, n_clients, cohorts, tax)
+        stages.update()
+        stages.set_postfix_str("catalogue")
+        opportunities = generate_catalogue(cat_rng, n_opp, cohorts, tax)
+        stages.update()
+        stages.set_postfix_str("truth")
+        truth = Truth(population.clients, opportunities, population.cohort_of, seed=seed, taxonomy=tax)
+        stages.update()
+        stages.set_postfix_str("history")
+        history, behaviour = simulate_history(
+            hist_rng, population.clients, population.audit, opportunities, population.cohort_of, truth
+        )
+        stages.update()
+        stages.set_postfix_str("calibration")
+        world = _assemble(population, opportunities, history, behaviour, truth, seed, cohorts, tax.version)
+        stages.update()
+    return world
+
+
+def _assemble(
+    population: Population,
+    opportunities: list[Opportunity],
+    history: pd.DataFrame,
+    behaviour: dict[str, float],
+    truth: Truth,
+    seed: int,
+    cohorts: tuple[int, ...],
+    taxonomy_version: str,
+) -> World:
     world = World(population.clients, population.audit, opportunities, population.cohort_of, history, truth)
     world.manifest = {
         "generator_version": GENERATOR_VERSION,
         "seed": seed,
         "cohorts": list(cohorts),
         "reference_date": "cohort-09-01",
-        "taxonomy_version": tax.version,
+        "taxonomy_version": taxonomy_version,
         "sizes": {
             "clients": len(population.clients),
             "opportunities": len(opportunities),

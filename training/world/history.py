@@ -12,6 +12,16 @@ probabilities that rise with utility. The "none" intercepts and the degree-route
 work trial or apprenticeship, 15 % into work; apprenticeships 2.5 %, an assumption); the draws themselves stay
 noisy (a well-fitting option still often fails).
 ``outcome_score`` is the true utility plus ``Normal(0, OUTCOME_NOISE_SD)``.
+
+Scale. A counsellor cannot weigh thousands of items: when a centre's catalogue exceeds :data:`PORTFOLIO_SIZE`,
+it is split at random into portfolios of at most that size, each client is served by one portfolio's counsellor,
+and the slate is drawn from the eligible items of that portfolio. At the default size (3000 clients, 500 items)
+every centre has fewer items, so each client is still weighed against the whole eligible catalogue of the centre
+and the split draws nothing. Likewise the behaviour parameters are solved on an evenly spaced sample of
+:data:`SOLVE_MAX_CLIENTS` clients when there are more (expected rates, so the sample only adds a small error).
+Eligibility is evaluated per dense (clients x portfolio) block with the rules of
+:class:`features.eligibility.EligibilityEvaluator` (checked against it in the tests), and only the top
+``slate_size`` items of each (client, kind) are kept, so 100k clients x 50k items run in seconds.
 """
 
 from __future__ import annotations
@@ -161,7 +171,8 @@ def _eligible_block(
     shortfall = np.clip(min_lang[None, :, :] - lang[:, None, :] - offset[None, :, :], 0, None)
     required = min_lang > 0
     per_lang_ok = np.where(required[None, :, :], shortfall <= MAX_SOFT_LANGUAGE_STEPS, False)
-    ok &= ~required.any(axis=1)[None, :] | per_lang_ok.any(axis=2)
+    no_requirement = np.asarray(~required.any(axis=1), dtype=bool)
+    ok &= no_requirement[None, :] | per_lang_ok.any(axis=2)
     ok &= ~(ev._min_lit[items].astype(np.int64)[None, :] - cr.literacy[rows][col] > 1)
     ok &= ~(ev._min_isced[items][None, :] > cr.isced[rows][col])
     ok &= ~(~cr.recognised[rows][col] & ev._needs_recognition[items])
@@ -182,8 +193,13 @@ def _portfolios(
     return [np.sort(p) for p in parts], rng.integers(0, n_port, n_members)
 
 
-def _policy_points(truth: Truth, c: npt.NDArray[np.int64], i: npt.NDArray[np.int64], ess: npt.NDArray[np.float64],
-                   opt: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def _policy_points(
+    truth: Truth,
+    c: npt.NDArray[np.int64],
+    i: npt.NDArray[np.int64],
+    ess: npt.NDArray[np.float64],
+    opt: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
     """The counsellor's points-like fit score of aligned pairs (before popularity, bias and noise)."""
     comps = truth.fit_terms(c, i, ess, opt)
     return (
@@ -197,51 +213,65 @@ def _policy_points(truth: Truth, c: npt.NDArray[np.int64], i: npt.NDArray[np.int
     )
 
 
-def _eligible_pairs(
-    rng: np.random.Generator,
-    clients: Sequence[ClientProfile],
-    opportunities: Sequence[Opportunity],
-    cohort_of: dict[str, int],
-    truth: Truth,
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """Eligible (client, item) pairs within each client's portfolio, sorted by (client, item), with policy points.
+class _PairSource:
+    """Eligible (client, item) pairs within each client's portfolio, with the counsellor's policy points.
 
-    Items of other centres are never eligible, so each centre is handled alone; when a centre's catalogue is
-    larger than :data:`PORTFOLIO_SIZE`, it is split into portfolios (random stream spawned from ``rng``, which
-    leaves ``rng`` itself untouched) and each client sees the portfolio of one counsellor.
+    Items of other centres are never eligible, so each centre is handled alone. When a centre's catalogue is
+    larger than :data:`PORTFOLIO_SIZE` it is split into portfolios (a random stream spawned from ``rng``, which
+    leaves ``rng`` itself untouched) and each client sees the portfolio of one counsellor; otherwise a client
+    sees the whole catalogue of their centre, exactly as if every eligible item were considered.
     """
-    ev = EligibilityEvaluator(opportunities, taxonomy=truth.taxonomy)
-    cr, mun_row = _ClientRules.of(ev, clients, cohort_of, truth)
-    item_centre = ev._centre.astype(np.int64)
-    portfolio_rng: np.random.Generator | None = None
-    out_c, out_i, out_p = [], [], []
-    with progress_bar(total=len(clients), desc="eligibility", unit="clients") as bar:
-        for k, centre_id in enumerate(ev.centres):
+
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        clients: Sequence[ClientProfile],
+        opportunities: Sequence[Opportunity],
+        cohort_of: dict[str, int],
+        truth: Truth,
+    ) -> None:
+        self.truth = truth
+        self.n_items = len(opportunities)
+        self.ev = EligibilityEvaluator(opportunities, taxonomy=truth.taxonomy)
+        self.rules, self.mun_row = _ClientRules.of(self.ev, clients, cohort_of, truth)
+        item_centre = self.ev._centre.astype(np.int64)
+        portfolio_rng: np.random.Generator | None = None
+        # (centre id, portfolio items) per portfolio, and each client's portfolio number (-1: centre has no items)
+        self.portfolios: list[tuple[str, npt.NDArray[np.int64]]] = []
+        self.portfolio_of = np.full(len(clients), -1, dtype=np.int64)
+        for k, centre_id in enumerate(self.ev.centres):
             items = np.flatnonzero(item_centre == k)
-            members = np.flatnonzero(cr.centre == k)
-            if len(members) == 0:
+            members = np.flatnonzero(self.rules.centre == k)
+            if len(members) == 0 or len(items) == 0:
                 continue
             if len(items) > PORTFOLIO_SIZE and portfolio_rng is None:
                 portfolio_rng = rng.spawn(1)[0]
-            portfolios, assign = _portfolios(portfolio_rng, items, len(members))
-            for p, port in enumerate(portfolios):
-                rows = members[assign == p]
-                step = max(1, _BLOCK_CELLS // max(len(port), 1))
-                for lo in range(0, len(rows), step):
-                    block = rows[lo : lo + step]
-                    ok = _eligible_block(ev, cr, mun_row, block, port, centre_id)
-                    r, q = np.nonzero(ok)
-                    ess, opt = truth.skill_overlap_block(block, port)
-                    c, i = block[r], port[q]
-                    out_c.append(c)
-                    out_i.append(i)
-                    out_p.append(_policy_points(truth, c, i, ess[r, q], opt[r, q]))
-                    bar.update(len(block))
-    if not out_c:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-    c, i, points = np.concatenate(out_c), np.concatenate(out_i), np.concatenate(out_p)
-    order = np.argsort(c * max(len(opportunities), 1) + i, kind="stable")
-    return c[order], i[order], points[order]
+            parts, assign = _portfolios(portfolio_rng, items, len(members))
+            self.portfolio_of[members] = assign + len(self.portfolios)
+            self.portfolios.extend((centre_id, part) for part in parts)
+
+    def pairs(self, lo: int, hi: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """Pairs of clients ``lo..hi-1``, sorted by (client, item), and their policy points."""
+        chunk = np.arange(lo, hi, dtype=np.int64)
+        port_of = self.portfolio_of[lo:hi]
+        out_c, out_i, out_p = [], [], []
+        for p in np.unique(port_of[port_of >= 0]):
+            centre_id, port = self.portfolios[int(p)]
+            rows = chunk[port_of == p]
+            step = max(1, _BLOCK_CELLS // len(port))
+            for b in range(0, len(rows), step):
+                block = rows[b : b + step]
+                r, q = np.nonzero(_eligible_block(self.ev, self.rules, self.mun_row, block, port, centre_id))
+                ess, opt = self.truth.skill_overlap_block(block, port)
+                c, i = block[r], port[q]
+                out_c.append(c)
+                out_i.append(i)
+                out_p.append(_policy_points(self.truth, c, i, ess[r, q], opt[r, q]))
+        if not out_c:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        c, i, points = np.concatenate(out_c), np.concatenate(out_i), np.concatenate(out_p)
+        order = np.argsort(c * max(self.n_items, 1) + i)  # keys are unique
+        return c[order], i[order], points[order]
 
 
 def _select_slates(
@@ -327,32 +357,35 @@ def simulate_history(
     Returns:
         The history table (:data:`HISTORY_COLUMNS`) and the solved behaviour parameters (for the manifest).
     """
-    c, i, points = _eligible_pairs(rng, clients, opportunities, cohort_of, truth)
+    source = _PairSource(rng, clients, opportunities, cohort_of, truth)
     n_items = len(opportunities)
     popularity = 0.5 * truth.item_quality + rng.normal(0.0, 0.7, n_items)
     item_kind = np.array([KINDS.index(o.kind) for o in opportunities], dtype=np.int64)
     item_route = np.array([ROUTES.index(o.route) if o.route else -1 for o in opportunities], dtype=np.int64)
     female_c = np.array([a.gender == "female" for a in audit], dtype=bool)
     somali_c = np.array([a.mother_tongue == "so" for a in audit], dtype=bool)
-    keep: list[npt.NDArray[np.intp]] = []
-    # Chunks end at client boundaries, so slates never straddle two chunks; the Gumbel draws run in pair order.
-    bounds = np.searchsorted(c, np.arange(0, len(clients) + _CHUNK_CLIENTS, _CHUNK_CLIENTS))
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-        if hi <= lo:
-            continue
-        cc, ii = c[lo:hi], i[lo:hi]
-        kind, route = item_kind[ii], item_route[ii]
-        female, somali = female_c[cc], somali_c[cc]
-        is_job = kind != KINDS.index("training")
-        bias = (
-            GROUP_BIAS["female_job"] * (female & is_job)
-            + GROUP_BIAS["female_language"] * (female & np.isin(route, _NURTURING))
-            + GROUP_BIAS["somali_job"] * (somali & is_job)
-        )
-        score = points[lo:hi] + popularity[ii] + bias + POLICY_NOISE * rng.gumbel(size=hi - lo)
-        keep.append(lo + _select_slates(cc, kind, score, slate_size))
-    rows = np.concatenate(keep) if keep else np.zeros(0, dtype=np.intp)
-    sc, si = c[rows], i[rows]
+    keep_c: list[npt.NDArray[np.int64]] = []
+    keep_i: list[npt.NDArray[np.int64]] = []
+    # Chunks of whole clients in order, pairs sorted within: the Gumbel draws run in (client, item) order.
+    with progress_bar(total=len(clients), desc="slates", unit="clients") as bar:
+        for lo in range(0, len(clients), _CHUNK_CLIENTS):
+            hi = min(lo + _CHUNK_CLIENTS, len(clients))
+            cc, ii, points = source.pairs(lo, hi)
+            kind, route = item_kind[ii], item_route[ii]
+            female, somali = female_c[cc], somali_c[cc]
+            is_job = kind != KINDS.index("training")
+            bias = (
+                GROUP_BIAS["female_job"] * (female & is_job)
+                + GROUP_BIAS["female_language"] * (female & np.isin(route, _NURTURING))
+                + GROUP_BIAS["somali_job"] * (somali & is_job)
+            )
+            score = points + popularity[ii] + bias + POLICY_NOISE * rng.gumbel(size=len(cc))
+            rows = _select_slates(cc, kind, score, slate_size)
+            keep_c.append(cc[rows])
+            keep_i.append(ii[rows])
+            bar.update(hi - lo)
+    sc = np.concatenate(keep_c) if keep_c else np.zeros(0, dtype=np.int64)
+    si = np.concatenate(keep_i) if keep_i else np.zeros(0, dtype=np.int64)
     s_route = item_route[si]
     s = _Slates(sc, si, item_kind[si], truth.utility_at(sc, si), s_route == ROUTES.index("apprenticeship"))
     u = s.u

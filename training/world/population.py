@@ -24,8 +24,8 @@ from features.records import AuditAttributes, ClientProfile
 from features.taxonomy import Taxonomy
 from training.world import calibrate as cal
 from training.world.draws import Draws, cumulative
-from training.world.progress import progress
 from training.world.occupations import demand_occupations, prior_occupations
+from training.world.progress import progress
 
 CENTRE_SHARES: Final[dict[str, float]] = {
     "helsinki": 0.35,
@@ -283,7 +283,8 @@ class _ClientBuilder:
         priors, skills, seen = [], [], set()
         for j in prior_idx:
             occ = self.prior[int(j)]
-            priors.append({"occupation": {"esco_uri": occ.uri}, "years": float(np.round(rng.uniform(0.5, 12), 1))})
+            years_done = float(np.float64(rng.uniform(0.5, 12)).round(1))  # same rounding as np.round, cheaper
+            priors.append({"occupation": {"esco_uri": occ.uri}, "years": years_done})
             k_ess = min(len(occ.essential), int(rng.integers(3, 10)))
             k_opt = min(len(occ.optional), int(rng.integers(0, 5)))
             ess, opt = occ.essential, occ.optional

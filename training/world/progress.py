@@ -19,10 +19,23 @@ def enabled(total: int | None = None) -> bool:
     return sys.stderr.isatty() and (total is None or total >= MIN_TOTAL)
 
 
-def progress_bar(*, total: int, desc: str, unit: str = "") -> tqdm:  # type: ignore[type-arg]
-    """A tqdm bar on stderr, disabled unless :func:`enabled` (use as a context manager, call ``update``)."""
+def progress_bar(*, total: int, desc: str, unit: str = "", work: int | None = None) -> tqdm:  # type: ignore[type-arg]
+    """A tqdm bar on stderr, disabled unless :func:`enabled` (use as a context manager, call ``update``).
+
+    Args:
+        total: number of steps of the bar.
+        desc: label.
+        unit: unit of a step.
+        work: size of the job that decides whether a bar is worth showing (default ``total``).
+    """
     return tqdm(
-        total=total, desc=desc, unit=unit, unit_scale=True, leave=False, mininterval=0.5, disable=not enabled(total)
+        total=total,
+        desc=desc,
+        unit=unit,
+        unit_scale=total >= 1000,
+        leave=False,
+        mininterval=0.5,
+        disable=not enabled(total if work is None else work),
     )
 
 

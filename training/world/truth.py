@@ -77,8 +77,9 @@ def _csr(rows: Sequence[Sequence[int]], n_cols: int) -> sparse.csr_matrix:
 
 def _dense(rows: Sequence[Sequence[int]], n_cols: int) -> npt.NDArray[np.bool_]:
     out = np.zeros((len(rows), max(n_cols, 1)), dtype=bool)
-    for k, r in enumerate(rows):
-        out[k, list(r)] = True
+    row_of = np.fromiter((k for k, r in enumerate(rows) for _ in r), dtype=np.int64)
+    col = np.fromiter((j for r in rows for j in r), dtype=np.int64, count=len(row_of))
+    out[row_of, col] = True
     return out
 
 
