@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 import uuid
@@ -613,6 +614,7 @@ def load_polku_model(model_uri: str) -> PolkuModel:
     Raises:
         ModelLoadError: MLflow cannot provide the model, or its files are corrupt or incompatible.
     """
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in service logs
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model
