@@ -46,6 +46,8 @@ MAX_SOFT_LANGUAGE_STEPS: Final = 2
 # S2 support offsets this many sub-levels of the requirement (domain.md: S2-supported degrees and work trials).
 S2_OFFSET_STEPS: Final = 2
 _LANGS: Final = ("fi", "sv", "en")
+_NOT_REQUIRED: Final = 32_000
+"""Passing level of a language an item does not require (above every client level)."""
 
 
 @dataclass(frozen=True)
@@ -205,17 +207,28 @@ class EligibilityEvaluator:
         mun_pos = {m: i for i, m in enumerate(self.municipalities)}
         self._mun = np.array([mun_pos[o.municipality] for o in ops], dtype=np.int32)
         self._dist_cache: dict[str, npt.NDArray[np.float32]] = {}
+        # Serving fast path: the items of each centre (other centres' items fail the first rule), and per
+        # language the lowest client level that passes the soft gate (required levels only; -1 = not required).
+        self._by_centre = [np.flatnonzero(self._centre == c).astype(np.intp) for c in range(len(centre_ids))]
+        offsets = np.where(self._s2, S2_OFFSET_STEPS, 0).astype(np.int16)[:, None]
+        passing = np.where(self._min_lang > 0, self._min_lang - offsets - MAX_SOFT_LANGUAGE_STEPS, _NOT_REQUIRED)
+        self._lang_pass = np.ascontiguousarray(passing.T.astype(np.int16))
+        self._lang_free: npt.NDArray[np.bool_] = np.asarray(~(self._min_lang > 0).any(axis=1), dtype=np.bool_)
 
     def __len__(self) -> int:
         return len(self.opportunities)
 
     def distances_from(self, municipality: str) -> npt.NDArray[np.float32]:
         """Travel distance (km) from a municipality to every catalogue item."""
+        return self._distance_row(municipality)[self._mun]
+
+    def _distance_row(self, municipality: str) -> npt.NDArray[np.float32]:
+        """Distance (km) from a municipality to each of :attr:`municipalities` (cached per municipality)."""
         row = self._dist_cache.get(municipality)
         if row is None:
             row = self.taxonomy.distance_matrix([municipality], list(self.municipalities))[0]
             self._dist_cache[municipality] = row
-        return row[self._mun]
+        return row
 
     def evaluate(self, client: ClientProfile, on: date) -> EligibilityResult:
         """Evaluate every item of the catalogue for one client on a given day."""
@@ -234,6 +247,12 @@ class EligibilityEvaluator:
         """
         if not isinstance(client, ClientProfile):
             raise TypeError("EligibilityEvaluator.evaluate accepts a ClientProfile only")
+        if positions is None and client.centre in self.centres:
+            # Only the items of the client's centre need the other rules (~1/5 of a nationwide catalogue).
+            own = self._by_centre[list(self.centres).index(client.centre)]
+            all_codes = np.full(len(self.opportunities), REASON_INDEX["other_centre"], dtype=np.int8)
+            all_codes[own] = self.reason_codes_at(client, on, own)
+            return all_codes
         sel: Any = slice(None) if positions is None else np.asarray(positions, dtype=np.intp)
         n = len(self.opportunities) if positions is None else int(sel.size)
         codes = np.zeros(n, dtype=np.int8)
@@ -260,13 +279,12 @@ class EligibilityEvaluator:
             group = np.isin(self._route[sel], [ROUTES.index(r) for r in rules.group_routes])  # type: ignore[arg-type]
             if client_lang[0] < level_ordinal(rules.group_services_min_finnish):
                 apply("centre_language_gate", group)
-        offset = np.where(self._s2[sel], S2_OFFSET_STEPS, 0)[:, None]
-        shortfall = np.clip(self._min_lang[sel] - client_lang[None, :] - offset, 0, None)
-        # Any one of the required languages suffices when several are listed (fi or sv or en working language).
-        required = self._min_lang[sel] > 0
-        per_lang_ok = np.where(required, shortfall <= MAX_SOFT_LANGUAGE_STEPS, False)
-        lang_ok = ~required.any(axis=1) | per_lang_ok.any(axis=1)
-        apply("language_gate", np.asarray(~lang_ok, dtype=bool))
+        # Any one of the required languages suffices when several are listed (fi or sv or en working language):
+        # language j passes when required and the shortfall (after the S2 offset) is at most the soft steps.
+        lang_ok: npt.NDArray[np.bool_] = np.array(self._lang_free[sel], dtype=np.bool_)
+        for j in range(len(_LANGS)):
+            lang_ok |= self._lang_pass[j][sel] <= client_lang[j]
+        apply("language_gate", ~lang_ok)
         client_lit = LITERACY_LEVELS.index(client.literacy)
         apply("literacy_gate", self._min_lit[sel] - client_lit > 1)
         apply("education_prerequisite", self._min_isced[sel] > client.highest_isced)
@@ -275,7 +293,7 @@ class EligibilityEvaluator:
             apply("recognition_missing", self._needs_recognition[sel])
         apply("no_seats", self._seats_left[sel] <= 0)
         apply("no_intake", ~self._continuous[sel] & (self._last_intake[sel] < on.toordinal()))
-        dist = self.distances_from(client.constraints.municipality)[sel]
+        dist = self._distance_row(client.constraints.municipality)[self._mun[sel]]
         apply("too_far", dist > client.constraints.max_travel_km)
         return codes
 

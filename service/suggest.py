@@ -61,17 +61,34 @@ def _planner(snapshot: Snapshot) -> PathPlanner:
     return snapshot.derived("planner", lambda: PathPlanner(snapshot.catalogue.opportunities, snapshot.loaded.model))
 
 
+_MAX_REMEDIES = 100_000
+"""Cached remedy blocks per snapshot (a few per gap, dozens per answer; building each costs ~10 µs)."""
+
+
 def _remedy(snapshot: Snapshot, opportunity_id: str, on: date, lang: str) -> Remedy | None:
+    """The remedy block of a catalogue training, cached per snapshot, day and language (responses share it)."""
+    cache: dict[tuple[str, date, str], Remedy | None] = snapshot.derived("remedy_blocks", dict)
+    key = (opportunity_id, on, lang)
+    hit = cache.get(key, _MISSING)
+    if hit is not _MISSING:
+        return cast("Remedy | None", hit)
     pos = snapshot.catalogue.position.get(opportunity_id)
-    if pos is None:
-        return None
-    o = snapshot.catalogue.opportunities[pos]
-    return Remedy(
-        opportunity_id=o.opportunity_id,
-        title=o.title.get(lang),
-        next_start=o.intake.next_start(on),
-        weeks=o.duration_weeks,
-    )
+    remedy: Remedy | None = None
+    if pos is not None:
+        o = snapshot.catalogue.opportunities[pos]
+        remedy = Remedy(
+            opportunity_id=o.opportunity_id,
+            title=o.title.get(lang),
+            next_start=o.intake.next_start(on),
+            weeks=o.duration_weeks,
+        )
+    if len(cache) >= _MAX_REMEDIES:
+        cache.clear()
+    cache[key] = remedy
+    return remedy
+
+
+_MISSING = object()
 
 
 def _gaps(client: ClientProfile, opp: Opportunity, snapshot: Snapshot, on: date, lang: str) -> list[Gap]:
