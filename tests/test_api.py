@@ -50,6 +50,15 @@ def test_suggestions_for_stored_client_name_the_model_and_are_audited(api: ApiEn
     assert _audit(api, "hel-c-000")[-1] == ("counsellor", "suggestions", "helsinki")
 
 
+def test_inline_profile_needs_matching_consent_and_is_audited(api: ApiEnv) -> None:
+    refusing = make_client(client_id="inline-no", consent={"matching": False})
+    assert _suggest(api, {"client": refusing.model_dump(mode="json")}).status_code == 403
+    assert _audit(api, "inline-no") == []
+    consenting = make_client(client_id="inline-yes")
+    assert _suggest(api, {"client": consenting.model_dump(mode="json"), "k": 1}).status_code == 200
+    assert _audit(api, "inline-yes") == [("counsellor", "suggestions_inline", "helsinki")]
+
+
 def test_suggestions_explain_gaps_with_remedies_and_named_exclusions(api: ApiEnv) -> None:
     client = make_client(centre="helsinki", languages=[{"language": "fi", "level": "A1.3"}])
     r = _suggest(

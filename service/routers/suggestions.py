@@ -21,7 +21,8 @@ def post_suggestions(
 ) -> SuggestionsResponse:
     """Top-k opportunities per kind for an inline or stored client, with reasons, gaps, exclusions and paths.
 
-    A stored client must belong to the caller's centre and have consented to matching; the read is audited.
+    The client (stored or inline) must belong to the caller's centre and have consented to matching; every
+    use is audited (purpose ``suggestions`` for a stored client, ``suggestions_inline`` for an inline profile).
     """
     if req.client_id is not None:
         client = repo.get_client(session, req.client_id)
@@ -36,6 +37,10 @@ def post_suggestions(
         assert req.client is not None
         client = req.client
         ensure_centre(principal, client.centre)
+        if not client.consent.matching:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail="client has not consented to matching")
+        repo.write_audit(session, actor_of(principal), [client.client_id], "suggestions_inline")
+        session.commit()
     response = suggest(client, req, snapshot, date.today())
     for group in response.suggestions:
         metrics.suggestions.labels(kind=group.kind).inc()
