@@ -302,7 +302,8 @@ class Fixtures:
         """Clients to ask suggestions for (consenting to matching, latest cohort first)."""
         w = self.world
         latest = max(w.cohort_of.values()) if w.cohort_of else 2025
-        pool = [c for c in w.clients if w.cohort_of.get(c.client_id) == latest] or list(w.clients)
+        consenting = [c for c in w.clients if c.consent.matching]
+        pool = [c for c in consenting if w.cohort_of.get(c.client_id) == latest] or consenting
         return pool[:n]
 
     def reference_date(self) -> date:

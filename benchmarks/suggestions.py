@@ -171,6 +171,8 @@ def run(section: Section, fx: Fixtures) -> None:
             section.note(f"HTTP at {n_items} items failed: {type(exc).__name__}: {exc}")
     c1 = by_http.get((largest, 1), {})
     cmax = by_http.get((largest, max(fx.sizes.concurrency)), {})
+    failed = sum(int(row.get("non_200") or 0) for row in by_http.values())
+    section.check("HTTP answers other than 200 (every size and concurrency)", failed, "<=", 0, "requests")
     section.check(f"http p50 @ {largest} items, c=1", c1.get("p50_ms"), "<=", TARGET_P50_MS, "ms")
     section.check(f"http p99 @ {largest} items, c=1", c1.get("p99_ms"), "<=", TARGET_P99_MS, "ms")
     section.check(
