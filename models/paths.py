@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from features.eligibility import EligibilityEvaluator
 from features.language import CefrLevel, level_ordinal
+from features.pairs import EncodedClient
 from features.records import (
     LITERACY_LEVELS,
     ClientProfile,
@@ -114,6 +115,44 @@ class _Node:
     steps: tuple[Step, ...]
     used: frozenset[int]
     value: float
+    key: tuple[int, ...] = ()  # completion groups applied so far: equal keys mean equal states
+
+
+_Request = tuple[tuple[int, ...], ClientProfile, "npt.NDArray[np.int64]", date]
+
+
+class _Run:
+    """Caches of one ``plan`` call, keyed by state key (see :class:`_Node`)."""
+
+    def __init__(self) -> None:
+        self.scores: dict[tuple[Any, ...], npt.NDArray[np.float64]] = {}
+        self.values: dict[tuple[tuple[int, ...], date], float] = {}
+        self._encoded: dict[tuple[int, ...], EncodedClient] = {}
+        self._gains: dict[tuple[tuple[int, ...], int], dict[str, Any]] = {}
+        self._applied: dict[tuple[tuple[int, ...], int], tuple[ClientProfile, dict[str, Any]]] = {}
+
+    def encoded(self, planner: PathPlanner, key: tuple[int, ...], state: ClientProfile) -> EncodedClient:
+        """The state encoded for the model (once per state)."""
+        enc = self._encoded.get(key)
+        if enc is None:
+            enc = self._encoded[key] = planner.model.encode_client(state)
+        return enc
+
+    def gains(self, planner: PathPlanner, node: _Node, group: int) -> dict[str, Any]:
+        """What completing a training of completion group ``group`` gives the node's state."""
+        cache_key = (node.key, group)
+        gains = self._gains.get(cache_key)
+        if gains is None:
+            gains = self._gains[cache_key] = completion_gains(node.state, planner.catalogue[planner._group_rep[group]])
+        return gains
+
+    def applied(self, planner: PathPlanner, node: _Node, group: int) -> tuple[ClientProfile, dict[str, Any]]:
+        """The node's state after completing a training of completion group ``group``, and the gains."""
+        cache_key = (node.key, group)
+        hit = self._applied.get(cache_key)
+        if hit is None:
+            hit = self._applied[cache_key] = apply_completion(node.state, planner.catalogue[planner._group_rep[group]])
+        return hit
 
 
 def _merge_language(state: ClientProfile, lang: str, level: str) -> list[LanguageSkill] | None:
@@ -167,6 +206,30 @@ def apply_completion(state: ClientProfile, item: Opportunity) -> tuple[ClientPro
     return (state.model_copy(update=update) if update else state), gains
 
 
+def completion_gains(state: ClientProfile, item: Opportunity) -> dict[str, Any]:
+    """The gains of :func:`apply_completion` (what completing ``item`` gives ``state``) without building the state."""
+    c = item.completion
+    gains: dict[str, Any] = {}
+    owned = {s.uri for s in state.skills}
+    new_skills = [u for u in dict.fromkeys(c.skills_gained) if u not in owned]
+    if new_skills:
+        gains["skills"] = new_skills
+    for lang, level in c.language_reached.items():
+        if state.language_ordinal(lang) < level_ordinal(level):
+            gains.setdefault("language", {})[lang] = level
+    if c.literacy_reached and LITERACY_LEVELS.index(c.literacy_reached) > LITERACY_LEVELS.index(state.literacy):
+        gains["literacy"] = c.literacy_reached
+    if c.digital_reached is not None and c.digital_reached > state.digital_skills:
+        gains["digital"] = c.digital_reached
+    if c.isced_reached is not None and c.isced_reached > state.highest_isced:
+        gains["isced"] = c.isced_reached
+    if c.qualification:
+        gains["qualification"] = c.qualification
+    if item.kind == "work_trial" and item.occupation is not None:
+        gains["experience"] = item.occupation.isco
+    return gains
+
+
 def _goal_codes(client: ClientProfile, goals: Sequence[str | OccupationRef] | None) -> list[str]:
     if goals:
         codes = [g if isinstance(g, str) else (g.isco or "") for g in goals]
@@ -202,6 +265,7 @@ class PathPlanner:
             (o.occupation.isco or "") if o.occupation is not None and o.kind in TERMINAL_KINDS else ""
             for o in self.catalogue
         ]
+        self._isco_array = np.array(self._isco, dtype=np.str_)
         self._terminal = np.array([o.kind in TERMINAL_KINDS for o in self.catalogue], dtype=bool)
         self._training = np.array([o.kind == "training" for o in self.catalogue], dtype=bool)
         # Trainings with identical completions change a state identically: their gains are computed once.
@@ -226,7 +290,11 @@ class PathPlanner:
             self._completion_group[i] = groups[key]
 
     def _goal_mask(self, goals: Sequence[str]) -> npt.NDArray[np.bool_]:
-        return np.array([bool(code) and any(code.startswith(g) for g in goals) for code in self._isco], dtype=bool)
+        """Terminal items whose ISCO-08 code starts with one of ``goals`` (vectorised over the catalogue)."""
+        mask = np.zeros(len(self._isco), dtype=bool)
+        for goal in goals:
+            mask |= np.strings.startswith(self._isco_array, goal)
+        return mask & (self._isco_array != "")
 
     def _step(self, item: Opportunity, earliest: date, gains: dict[str, Any]) -> Step | None:
         start = item.intake.next_start(earliest)
@@ -235,21 +303,46 @@ class PathPlanner:
         end = start + timedelta(weeks=item.duration_weeks)
         return Step(item.opportunity_id, item.kind, item.route, item.title.fi, start, end, item.duration_weeks, gains)
 
-    def _useful(self, node: _Node, eligible: npt.NDArray[np.bool_], goal_skills: set[str]) -> list[int]:
-        """Eligible trainings that change the state, the most promising first."""
+    def _useful(
+        self, run: _Run, nodes: Sequence[_Node], eligible: Sequence[npt.NDArray[np.bool_]], goal_skills: set[str]
+    ) -> list[list[int]]:
+        """Per node: eligible trainings that change the state, the most promising first (scored in one batch)."""
+        shortlists: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = []
+        requests: list[_Request] = []
+        for node, ok in zip(nodes, eligible, strict=True):
+            cand, bonus = self._useful_candidates(run, node, ok, goal_skills)
+            shortlists.append((cand, bonus))
+            if cand.size:
+                requests.append((node.key, node.state, cand, node.time))
+        scored = iter(self._score_batch(run, requests))
+        out: list[list[int]] = []
+        for cand, bonus in shortlists:
+            if cand.size == 0:
+                out.append([])
+                continue
+            scores = next(scored)
+            spread = float(scores.max() - scores.min()) or 1.0
+            value = bonus + (scores - scores.min()) / spread
+            order = np.argsort(-value, kind="stable")[: self.expansions_per_node]
+            out.append([int(i) for i in cand[order]])
+        return out
+
+    def _useful_candidates(
+        self, run: _Run, node: _Node, eligible: npt.NDArray[np.bool_], goal_skills: set[str]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """Eligible, unused trainings whose completion changes the state, and their gain bonus (shortlisted)."""
         mask = eligible & self._training
         if node.used:
-            mask = mask.copy()
             mask[list(node.used)] = False
         cand = np.flatnonzero(mask)
         if cand.size == 0:
-            return []
+            return cand, np.zeros(0, dtype=np.float64)
         owned = {s.uri for s in node.state.skills}
         groups, inverse = np.unique(self._completion_group[cand], return_inverse=True)
         group_bonus = np.zeros(groups.size, dtype=np.float64)
         group_keep = np.zeros(groups.size, dtype=bool)
         for g, group in enumerate(groups):
-            _, gains = apply_completion(node.state, self.catalogue[self._group_rep[int(group)]])
+            gains = run.gains(self, node, int(group))
             if not gains or set(gains) <= {"qualification"}:
                 continue
             group_keep[g] = True
@@ -262,13 +355,7 @@ class PathPlanner:
             # The score adds at most 1 to the bonus: the best bonuses are the only contenders worth scoring.
             best = np.argsort(-bonus, kind="stable")[:USEFUL_SHORTLIST]
             cand, bonus = cand[best], bonus[best]
-        if cand.size == 0:
-            return []
-        scores = self.model.score(node.state, self.items, cand, node.time)
-        spread = float(scores.max() - scores.min()) or 1.0
-        value = bonus + (scores - scores.min()) / spread
-        order = np.argsort(-value, kind="stable")[: self.expansions_per_node]
-        return [int(i) for i in cand[order]]
+        return cand, bonus
 
     def plan(
         self,
@@ -280,6 +367,10 @@ class PathPlanner:
         beam: int = 20,
     ) -> list[Path]:
         """Up to ``n_paths`` feasible paths from the client's state to a goal occupation.
+
+        Each depth scores all its model calls (final items, trainings to expand, values of the new states) in one
+        batch per kind; states reached twice (same trainings' completions from the same start) are encoded,
+        evaluated and scored once.
 
         Args:
             client: the client now.
@@ -299,73 +390,140 @@ class PathPlanner:
         goal_mask = self._goal_mask(goal_codes) & self._terminal
         if not goal_mask.any():
             return []
-        goal_skills = {u for i in np.flatnonzero(goal_mask) for u in self.catalogue[i].required_skills.essential}
+        goal_idx = np.flatnonzero(goal_mask)
+        goal_skills = {u for i in goal_idx for u in self.catalogue[i].required_skills.essential}
         earliest = max(reference_date, client.goals.earliest_start or reference_date)
+        run = _Run()
         frontier = [_Node(client, earliest, (), frozenset(), 0.0)]
         finished: list[Path] = []
         seen: set[frozenset[int]] = set()
         for depth in range(max_steps):
-            children: list[_Node] = []
-            for node in frontier:
-                eligible = self.evaluator.evaluate(node.state, node.time).mask
-                finished.extend(self._finish(node, eligible & goal_mask, goal_codes, reference_date))
-                if depth == max_steps - 1:
-                    continue
-                for i in self._useful(node, eligible, goal_skills):
-                    item = self.catalogue[i]
-                    state, gains = apply_completion(node.state, item)
-                    step = self._step(item, node.time, gains)
+            eligible = [self.evaluator.reason_codes_at(node.state, node.time) == 0 for node in frontier]
+            finished.extend(
+                self._finish(run, frontier, [ok & goal_mask for ok in eligible], goal_codes, reference_date)
+            )
+            if depth == max_steps - 1:
+                break
+            pending: list[tuple[_Node, ClientProfile, Step, frozenset[int], tuple[int, ...]]] = []
+            for node, useful in zip(frontier, self._useful(run, frontier, eligible, goal_skills), strict=True):
+                for i in useful:
+                    group = int(self._completion_group[i])
+                    state, gains = run.applied(self, node, group)
+                    step = self._step(self.catalogue[i], node.time, dict(gains))
                     used = node.used | {i}
                     if step is None or used in seen:
                         continue
                     seen.add(used)
-                    value = self._node_value(state, step.end, goal_mask)
-                    children.append(_Node(state, step.end, (*node.steps, step), used, value))
+                    pending.append((node, state, step, used, (*node.key, group)))
+            values = self._node_values(run, [(key, state, step.end) for _, state, step, _, key in pending], goal_idx)
+            children = [
+                _Node(state, step.end, (*node.steps, step), used, value, key)
+                for (node, state, step, used, key), value in zip(pending, values, strict=True)
+            ]
             children.sort(key=lambda n: (-n.value, n.time))
             frontier = children[:beam]
             if not frontier:
                 break
         return self._select(finished, n_paths)
 
+    def _score_batch(self, run: _Run, requests: Sequence[_Request]) -> list[npt.NDArray[np.float64]]:
+        """Model scores of each (state, items, date) request; one ranker call for all that are not cached.
+
+        Equal to ``model.score`` per request: the featurizer builds each request's rows and the ranker scores rows
+        independently.
+        """
+        out: list[npt.NDArray[np.float64] | None] = [None] * len(requests)
+        blocks: list[npt.NDArray[np.float32]] = []
+        todo: dict[tuple[Any, ...], list[int]] = {}
+        for r, (key, state, idx, on) in enumerate(requests):
+            cache_key = (key, on, idx.tobytes())
+            hit = run.scores.get(cache_key)
+            if hit is not None:
+                out[r] = hit
+            elif cache_key in todo:
+                todo[cache_key].append(r)
+            else:
+                todo[cache_key] = [r]
+                blocks.append(
+                    self.model.featurizer.transform_encoded(run.encoded(self, key, state), self.items, idx, on)
+                )
+        if blocks:
+            scores = self.model.ranker.score(np.vstack(blocks))
+            start = 0
+            for cache_key, rows in todo.items():
+                n = requests[rows[0]][2].size
+                part = np.asarray(scores[start : start + n], dtype=np.float64)
+                start += n
+                run.scores[cache_key] = part
+                for r in rows:
+                    out[r] = part
+        return [o if o is not None else np.zeros(0, dtype=np.float64) for o in out]
+
     def _shortlist(
-        self, state: ClientProfile, idx: npt.NDArray[np.int64], limit: int | None = None
-    ) -> tuple[Any, npt.NDArray[np.int64]]:
-        """The encoded state and, for long lists, the first stage's best ``first_stage_k`` (as in serving)."""
-        enc = self.model.encode_client(state)
+        self,
+        run: _Run,
+        key: tuple[int, ...],
+        state: ClientProfile,
+        idx: npt.NDArray[np.int64],
+        limit: int | None = None,
+    ) -> npt.NDArray[np.int64]:
+        """For long lists, the first stage's best ``first_stage_k`` (as in serving)."""
         k = self.model.first_stage_k if limit is None else min(limit, self.model.first_stage_k or limit)
         if k > 0 and idx.size > k:
+            enc = run.encoded(self, key, state)
             idx = np.asarray(self.model.featurizer.first_stage(enc, self.items, idx, k), dtype=np.int64)
-        return enc, idx
+        return idx
 
-    def _node_value(self, state: ClientProfile, on: date, goal_mask: npt.NDArray[np.bool_]) -> float:
-        """How close a state is to a goal: number of goal items eligible, plus the best one's score."""
-        goal_idx = np.flatnonzero(goal_mask)
-        reachable = goal_idx[self.evaluator.reason_codes_at(state, on, goal_idx) == 0]
-        if reachable.size == 0:
-            return -1.0
-        enc, shortlist = self._shortlist(state, reachable, NODE_VALUE_SHORTLIST)
-        scores = self.model.score(enc, self.items, shortlist, on)
-        return float(np.log1p(reachable.size) + np.tanh(scores.max()))
+    def _node_values(
+        self, run: _Run, states: Sequence[tuple[tuple[int, ...], ClientProfile, date]], goal_idx: npt.NDArray[np.int64]
+    ) -> list[float]:
+        """How close each state is to a goal: log(1 + goal items eligible) plus tanh of the best one's score."""
+        values: list[float] = [-1.0] * len(states)
+        todo: list[tuple[int, int]] = []
+        requests: list[_Request] = []
+        for r, (key, state, on) in enumerate(states):
+            cached = run.values.get((key, on))
+            if cached is not None:
+                values[r] = cached
+                continue
+            reachable = goal_idx[self.evaluator.reason_codes_at(state, on, goal_idx) == 0]
+            if reachable.size == 0:
+                run.values[(key, on)] = -1.0
+                continue
+            todo.append((r, reachable.size))
+            requests.append((key, state, self._shortlist(run, key, state, reachable, NODE_VALUE_SHORTLIST), on))
+        for (r, n_reachable), scores in zip(todo, self._score_batch(run, requests), strict=True):
+            key, _, on = states[r]
+            values[r] = run.values[(key, on)] = float(np.log1p(n_reachable) + np.tanh(scores.max()))
+        return values
 
     def _finish(
-        self, node: _Node, reachable: npt.NDArray[np.bool_], goals: Sequence[str], reference_date: date
+        self,
+        run: _Run,
+        nodes: Sequence[_Node],
+        reachable: Sequence[npt.NDArray[np.bool_]],
+        goals: Sequence[str],
+        reference_date: date,
     ) -> list[Path]:
-        idx = np.flatnonzero(reachable)
-        if idx.size == 0:
-            return []
-        enc, idx = self._shortlist(node.state, idx)
-        scores = self.model.score(enc, self.items, idx, node.time)
-        order = np.argsort(-scores, kind="stable")[:3]  # the best few final items of each partial path
+        """The best few final items of each partial path, as complete paths (nodes in order)."""
+        todo: list[tuple[_Node, npt.NDArray[np.int64]]] = []
+        for node, ok in zip(nodes, reachable, strict=True):
+            idx = np.flatnonzero(ok)
+            if idx.size:
+                todo.append((node, self._shortlist(run, node.key, node.state, idx)))
+        scored = self._score_batch(run, [(node.key, node.state, idx, node.time) for node, idx in todo])
         paths = []
-        for j in order:
-            item = self.catalogue[int(idx[j])]
-            step = self._step(item, node.time, {})
-            if step is None:
-                continue
-            isco = self._isco[int(idx[j])]
-            goal = next((g for g in goals if isco.startswith(g)), isco)
-            weeks = (step.start - reference_date).days / 7.0
-            paths.append(Path([*node.steps, step], goal, float(scores[j]), weeks))
+        for (node, idx), scores in zip(todo, scored, strict=True):
+            order = np.argsort(-scores, kind="stable")[:3]  # the best few final items of each partial path
+            for j in order:
+                item = self.catalogue[int(idx[j])]
+                step = self._step(item, node.time, {})
+                if step is None:
+                    continue
+                isco = self._isco[int(idx[j])]
+                goal = next((g for g in goals if isco.startswith(g)), isco)
+                weeks = (step.start - reference_date).days / 7.0
+                paths.append(Path([*node.steps, step], goal, float(scores[j]), weeks))
         return paths
 
     @staticmethod

@@ -13,7 +13,7 @@ from features.records import ClientProfile, Opportunity
 from models.explain import RemedyIndex, explain, gaps
 from models.messages import exclusion_text
 from models.package import PolkuModel, build_fallback_model
-from models.paths import PathPlanner, apply_completion
+from models.paths import PathPlanner, apply_completion, completion_gains
 from tests.factories import REFERENCE_DATE, make_client, make_opportunity, make_training, occupation_skills
 
 World = tuple[ClientProfile, dict[str, Opportunity]]
@@ -152,3 +152,30 @@ def test_no_goals_no_paths(model: PolkuModel, world: World) -> None:
     explicit = PathPlanner(list(items.values()), model).plan(drifter, REFERENCE_DATE, goals=["8322"])
     assert explicit
     assert explicit[0].steps[-1].opportunity_id == "driver-job-1"
+
+
+def test_completion_gains_match_apply_completion(world: World) -> None:
+    client, items = world
+    state = client
+    for item in items.values():
+        assert completion_gains(state, item) == apply_completion(state, item)[1]
+        state, _ = apply_completion(state, item)
+        assert completion_gains(state, item) == apply_completion(state, item)[1]
+
+
+def test_batched_path_scores_equal_single_model_scores(model: PolkuModel, world: World) -> None:
+    client, items = world
+    catalogue = list(items.values())
+    planner = PathPlanner(catalogue, model)
+    paths = planner.plan(client, REFERENCE_DATE, max_steps=4, n_paths=3)
+    assert paths
+    position = {o.opportunity_id: i for i, o in enumerate(catalogue)}
+    for path in paths:
+        state, time = client, REFERENCE_DATE
+        for step in path.steps[:-1]:
+            state, _ = apply_completion(state, catalogue[position[step.opportunity_id]])
+            time = step.end
+        final = position[path.steps[-1].opportunity_id]
+        expected = model.score(state, planner.items, np.array([final]), time)[0]
+        assert path.score == pytest.approx(float(expected), rel=1e-9, abs=1e-12)
+    assert planner.plan(client, REFERENCE_DATE, max_steps=4, n_paths=3) == paths  # no state leaks between calls
