@@ -46,17 +46,13 @@ def _pg_available() -> bool:
     return False
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh empty database URL: a SQLite file, or a new PostgreSQL database dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'polku.db'}"
-        return
+def fresh_pg_database(prefix: str) -> Iterator[str]:
+    """Create a new PostgreSQL database, yield its URL, drop it afterwards (skip when no server is reachable)."""
     if not _pg_available():
         pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
     import psycopg
 
-    name = f"polku_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -64,6 +60,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     finally:
         with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh empty database URL: a SQLite file, or a new PostgreSQL database dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'polku.db'}"
+        return
+    yield from fresh_pg_database("polku_test")
 
 
 def tiny_catalogue() -> list[Opportunity]:

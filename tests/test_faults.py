@@ -35,7 +35,7 @@ from service.storage.tables import FeedbackRow, ModelEventRow
 from tests.service_fixtures import (
     PG_ADMIN_DSN,
     ApiEnv,
-    _pg_available,
+    fresh_pg_database,
     make_settings,
     registry_from,
     seed_store,
@@ -208,18 +208,7 @@ def _stored_ids(session_factory) -> set[str]:  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    if not _pg_available():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
-    import psycopg
-
-    name = f"polku_fault_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield from fresh_pg_database("polku_fault")
 
 
 @pytest.mark.postgres

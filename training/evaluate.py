@@ -331,17 +331,7 @@ def evaluate_models(
     }
 
 
-METRIC_COLUMNS: Final[tuple[str, ...]] = (
-    "ndcg_5",
-    "ndcg_10",
-    "map_10",
-    "recall_10",
-    "coverage_10",
-    "congestion_10",
-    "gini_10",
-    "first_stage_recall_10",
-    "max_group_gap_ndcg_10",
-)
+METRIC_COLUMNS: Final[tuple[str, ...]] = m.RANKER_METRIC_COLUMNS
 
 
 def flat_metrics(report: Mapping[str, Any]) -> dict[str, float]:

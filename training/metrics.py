@@ -24,6 +24,20 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+# Column order of every ranker's metric table (evaluation report, notebooks); cut-off 10, renamed for other k.
+RANKER_METRIC_COLUMNS: Final[tuple[str, ...]] = (
+    "ndcg_5",
+    "ndcg_10",
+    "map_10",
+    "recall_10",
+    "coverage_10",
+    "congestion_10",
+    "gini_10",
+    "first_stage_recall_10",
+    "max_group_gap_ndcg_10",
+)
+
+
 RELEVANT_FROM: Final = 3
 
 FloatArray = npt.NDArray[np.float64]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pandas as pd
 
 from features.language import CEFR_LEVELS
+from training.metrics import RANKER_METRIC_COLUMNS
 
 if TYPE_CHECKING:
     from training.world import World
@@ -21,18 +22,6 @@ MODEL_NAME: Final = "polku-ranker"
 BOUNDS: Final[tuple[str, ...]] = ("oracle", "random")
 METRIC_COLUMNS: Final[tuple[str, ...]] = ("run_id", "ranker", "metric", "slice", "group", "value")
 _BY_KIND_SUFFIX: Final = "_by_kind"
-# Column order of training.evaluate.METRIC_COLUMNS (not imported: that module costs seconds to import).
-_METRIC_ORDER: Final[tuple[str, ...]] = (
-    "ndcg_5",
-    "ndcg_10",
-    "map_10",
-    "recall_10",
-    "coverage_10",
-    "congestion_10",
-    "gini_10",
-    "first_stage_recall_10",
-    "max_group_gap_ndcg_10",
-)
 
 
 # --- the world ---------------------------------------------------------------------------------------------------
@@ -373,7 +362,7 @@ def ranker_comparison(
     overall = run[run["slice"] == ""]
     table = overall.pivot_table(index="ranker", columns="metric", values="value", aggfunc="first")
     table.columns.name = None
-    preferred = list(dict.fromkeys(c.replace("_10", f"_{k}") for c in _METRIC_ORDER))
+    preferred = list(dict.fromkeys(c.replace("_10", f"_{k}") for c in RANKER_METRIC_COLUMNS))
     table = table[[c for c in preferred if c in table.columns] + sorted(c for c in table.columns if c not in preferred)]
     ndcg = f"ndcg_{k}"
     for ref in references:
