@@ -160,8 +160,8 @@ def train_bench_model(world: World) -> tuple[PolkuModel, dict[str, Any]]:
 
         cfg = TrainConfig()
         data = build_training_data(world, cfg)
-        ranker = fit_ranker(data, cfg)
-        model = build_models(data, ranker, cfg)["lightgbm"]
+        fit = fit_ranker(data, cfg)
+        model = build_models(fit.data, fit.ranker, cfg)["lightgbm"]
         source = "training.train.fit_ranker on the bench world"
     except Exception as exc:  # noqa: BLE001 - fall back to a self-made ranker
         logger.warning("training pipeline unusable (%s); fitting a ranker on truth labels", exc)

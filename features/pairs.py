@@ -46,7 +46,7 @@ IntArray = npt.NDArray[np.int64]
 LANGS: Final[tuple[str, ...]] = ("fi", "sv", "en")
 ISCO_DEPTHS: Final[tuple[int, ...]] = (1, 2, 3, 4)
 FORMAT: Final = "polku-pair-featurizer"
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
 DEFAULT_PRIOR_RATE: Final = 0.3
 """Acceptance prior used before :meth:`PairFeaturizer.fit` has seen any history."""
 NO_INTAKE_DAYS: Final = 730.0
@@ -113,6 +113,9 @@ FEATURE_NAMES: Final[tuple[str, ...]] = (
     "te_decision",
     # history and client
     "hist_accept_rate",
+    "item_history_n",
+    "item_accept_effect",
+    "item_outcome_effect",
     "age",
     "client_digital",
     "client_literacy",
@@ -120,6 +123,18 @@ FEATURE_NAMES: Final[tuple[str, ...]] = (
 )
 """Stable feature names, in column order."""
 _COL: Final[dict[str, int]] = {name: i for i, name in enumerate(FEATURE_NAMES)}
+ITEM_HISTORY_FEATURES: Final[tuple[str, ...]] = (
+    "hist_accept_rate",
+    "item_history_n",
+    "item_accept_effect",
+    "item_outcome_effect",
+)
+"""Columns learnt from the training period about each item itself (not about the client-item fit).
+
+``item_history_n`` is log(1 + times shown); ``item_accept_effect`` and ``item_outcome_effect`` are the item's
+shrunken acceptance and outcome effects (logit units, 0 = the item's route and kind prior) estimated by
+``training.item_effects`` and stored in the featurizer (:meth:`PairFeaturizer.set_item_effects`).
+"""
 
 
 # -- inputs ---------------------------------------------------------------------------------------------------------
@@ -211,6 +226,9 @@ class EncodedItems:
     pay_subsidy: npt.NDArray[np.bool_]
     te_decision: npt.NDArray[np.bool_]
     hist_rate: FloatArray
+    history_n: FloatArray  # log(1 + times shown in the training period)
+    accept_effect: FloatArray
+    outcome_effect: FloatArray
     _dist_cache: dict[str, FloatArray] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -316,6 +334,8 @@ class PairFeaturizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     Fitted attributes:
         acceptance_: opportunity id -> (accepted, shown) from the training period.
         prior_rate_: overall acceptance rate used as the prior mean (and for unseen items).
+        item_effects_: opportunity id -> (acceptance effect, outcome effect) in logit units; items missing from
+            it (no history) get 0, their route and kind prior (see :meth:`set_item_effects`).
         taxonomy_version_: version of the vocabulary used at fit time.
     """
 
@@ -363,9 +383,43 @@ class PairFeaturizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         total_n = sum(n for _, n in table.values())
         self.acceptance_ = table
         self.prior_rate_ = float(total_a / total_n) if total_n > 0 else DEFAULT_PRIOR_RATE
+        self.item_effects_: dict[str, tuple[float, float]] = {}
         self.taxonomy_version_ = self._tax().version
         self._item_cache: OrderedDict[tuple[int, ...], tuple[tuple[Opportunity, ...], EncodedItems]] = OrderedDict()
         return self
+
+    def set_item_effects(self, effects: Mapping[str, tuple[float, float]]) -> PairFeaturizer:
+        """Store each item's estimated acceptance and outcome effects (a second fitting step).
+
+        The effects come from a model fitted on this featurizer's own columns (``training.item_effects``), so
+        they can only be learnt after :meth:`fit`; encoded catalogues are re-encoded afterwards.
+
+        Args:
+            effects: opportunity id -> (acceptance effect, outcome effect), finite logit units.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ValueError: an effect is not finite.
+        """
+        table: dict[str, tuple[float, float]] = {}
+        for oid, pair in effects.items():
+            a, o = float(pair[0]), float(pair[1])
+            if not (np.isfinite(a) and np.isfinite(o)):
+                raise ValueError(f"item_effects[{oid!r}]: effects must be finite")
+            table[str(oid)] = (a, o)
+        self.item_effects_ = table
+        self._item_cache = OrderedDict()
+        return self
+
+    def _history_counts(self, ids: Sequence[str]) -> FloatArray:
+        table: Mapping[str, tuple[int, int]] = getattr(self, "acceptance_", {})
+        return np.log1p(np.array([table.get(i, (0, 0))[1] for i in ids], dtype=np.float64)).astype(np.float32)
+
+    def _item_effects(self, ids: Sequence[str], which: int) -> FloatArray:
+        table: Mapping[str, tuple[float, float]] = getattr(self, "item_effects_", {})
+        return np.array([table.get(i, (0.0, 0.0))[which] for i in ids], dtype=np.float32).reshape(len(ids))
 
     def _acceptance_rates(self, ids: Sequence[str]) -> FloatArray:
         table: Mapping[str, tuple[int, int]] = getattr(self, "acceptance_", {})
@@ -478,6 +532,9 @@ class PairFeaturizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             pay_subsidy=col([o.pay_subsidy for o in ops], bool),
             te_decision=col([o.needs_te_decision for o in ops], bool),
             hist_rate=self._acceptance_rates(ids),
+            history_n=self._history_counts(ids),
+            accept_effect=self._item_effects(ids, 0),
+            outcome_effect=self._item_effects(ids, 1),
         )
 
     def encode_client(self, client: ClientProfile) -> EncodedClient:
@@ -665,7 +722,7 @@ class PairFeaturizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     # -- persistence --------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe state (parameters, acceptance table, taxonomy version, feature names)."""
+        """JSON-safe state (parameters, acceptance table, item effects, taxonomy version, feature names)."""
         acceptance = getattr(self, "acceptance_", None)
         return {
             "format": FORMAT,
@@ -676,6 +733,9 @@ class PairFeaturizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             "fitted": acceptance is not None,
             "prior_rate": float(getattr(self, "prior_rate_", DEFAULT_PRIOR_RATE)),
             "acceptance": {k: [int(a), int(n)] for k, (a, n) in sorted((acceptance or {}).items())},
+            "item_effects": {
+                k: [float(a), float(o)] for k, (a, o) in sorted(getattr(self, "item_effects_", {}).items())
+            },
             "feature_names": list(FEATURE_NAMES),
         }
 
@@ -699,6 +759,8 @@ class PairFeaturizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         if d.get("fitted"):
             obj.acceptance_ = {str(k): (int(v[0]), int(v[1])) for k, v in d.get("acceptance", {}).items()}
             obj.prior_rate_ = float(d["prior_rate"])
+            obj.item_effects_ = {}
+            obj.set_item_effects({str(k): (float(v[0]), float(v[1])) for k, v in d.get("item_effects", {}).items()})
             obj.taxonomy_version_ = str(d.get("taxonomy_version", ""))
             obj._item_cache = OrderedDict()
             current = obj._tax().version
@@ -856,6 +918,9 @@ def _support_kind_features(out: FloatArray, c: EncodedClient, it: EncodedItems, 
     out[:, _COL["pay_subsidy"]] = it.pay_subsidy[idx]
     out[:, _COL["te_decision"]] = it.te_decision[idx]
     out[:, _COL["hist_accept_rate"]] = it.hist_rate[idx]
+    out[:, _COL["item_history_n"]] = it.history_n[idx]
+    out[:, _COL["item_accept_effect"]] = it.accept_effect[idx]
+    out[:, _COL["item_outcome_effect"]] = it.outcome_effect[idx]
     out[:, _COL["age"]] = c.age
     out[:, _COL["client_digital"]] = c.digital
     out[:, _COL["client_literacy"]] = c.literacy
@@ -1059,6 +1124,9 @@ def many_clients_features(
     out[:, _COL["pay_subsidy"]] = it.pay_subsidy[item]
     out[:, _COL["te_decision"]] = it.te_decision[item]
     out[:, _COL["hist_accept_rate"]] = it.hist_rate[item]
+    out[:, _COL["item_history_n"]] = it.history_n[item]
+    out[:, _COL["item_accept_effect"]] = it.accept_effect[item]
+    out[:, _COL["item_outcome_effect"]] = it.outcome_effect[item]
     out[:, _COL["age"]] = cb.age[rows]
     out[:, _COL["client_digital"]] = cb.digital[rows]
     out[:, _COL["client_literacy"]] = literacy

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
@@ -219,6 +219,48 @@ def explain(
         text = reason_text(family, lang, **_reason_values(family, client, item, lang, tax))
         reasons.append(Reason(code=family, text=text, weight=weight, features=tuple(feats)))
     return reasons
+
+
+COMPLETION_LIFT: Final = 1.1
+"""An item is "often completed" when its P(start and complete | accepted) is this much above its kind's mean."""
+MIN_COMPLETION: Final = 0.3
+EMPLOYMENT_LIFT: Final = 0.03
+"""An item "leads to work" when P(employed | completed) exceeds its route's and kind's base rate by this much."""
+ACCEPT_LIFT: Final = 1.5
+"""Similar clients "often take this up" when P(accept) is this many times its kind's mean."""
+
+
+def outcome_reasons(
+    outcome: Mapping[str, float], reference: Mapping[str, float] | None, lang: str = "en"
+) -> list[Reason]:
+    """Reasons from the outcome models' estimates for one item (``models.outcome``), strongest evidence first.
+
+    Args:
+        outcome: the item's ``p_accept``, ``p_start``, ``p_complete``, ``p_employ``, ``employ_base`` and
+            ``item_history`` (times shown in the training period).
+        reference: its kind's means of ``p_accept``, ``p_start`` and ``p_complete`` (= start and complete).
+        lang: fi, sv or en.
+
+    Returns:
+        Up to four reasons: often completed, leads to work, often taken up, and a note when the item has no
+        history (its estimate is its route's and kind's prior).
+    """
+    out: list[Reason] = []
+    ref = reference or {}
+    completion = float(outcome.get("p_start", np.nan)) * float(outcome.get("p_complete", np.nan))
+    ref_completion = float(ref.get("p_complete", np.nan))
+    if np.isfinite(completion) and completion >= MIN_COMPLETION and completion >= COMPLETION_LIFT * ref_completion:
+        text = reason_text("often_completed", lang, pct=round(100 * completion))
+        out.append(Reason("often_completed", text, completion, ("p_start", "p_complete")))
+    lift = float(outcome.get("p_employ", np.nan)) - float(outcome.get("employ_base", np.nan))
+    if np.isfinite(lift) and lift >= EMPLOYMENT_LIFT:
+        out.append(Reason("leads_to_work", reason_text("leads_to_work", lang), lift, ("p_employ",)))
+    accept = float(outcome.get("p_accept", np.nan))
+    if np.isfinite(accept) and accept >= ACCEPT_LIFT * float(ref.get("p_accept", np.inf)):
+        out.append(Reason("often_chosen", reason_text("often_chosen", lang), accept, ("p_accept",)))
+    if float(outcome.get("item_history", np.nan)) == 0.0:
+        out.append(Reason("new_item", reason_text("new_item", lang), 0.0, ("item_history_n",)))
+    return out
 
 
 def _language_gap(client: ClientProfile, item: Opportunity) -> tuple[str, int, int] | None:

@@ -49,6 +49,9 @@ FAMILY_OF_PREFIX: Final[tuple[tuple[str, str], ...]] = (
     ("pay_subsidy", "pay_subsidy"),
     ("te_decision", ""),
     ("hist_accept_rate", "popular"),
+    ("item_history_n", ""),
+    ("item_accept_effect", "item_record"),
+    ("item_outcome_effect", "item_record"),
     ("age", ""),
     ("client_", ""),
 )
@@ -172,6 +175,32 @@ REASON_TEXTS: Final[dict[str, dict[str, str]]] = {
         "fi": "Asiakkaat ovat usein ottaneet tämän vastaan",
         "sv": "Kunder har ofta tackat ja till detta",
         "en": "Clients have often accepted this",
+    },
+    "item_record": {
+        "fi": "Tämä vaihtoehto on toiminut aiemmille asiakkaille odotettua paremmin",
+        "sv": "Det här alternativet har fungerat bättre än väntat för tidigare kunder",
+        "en": "This option has worked better than expected for earlier clients",
+    },
+    # Outcome reasons (models.explain.outcome_reasons): what the outcome models expect, not a feature family.
+    "often_completed": {
+        "fi": "Usein suoritettu loppuun: arviolta {pct} % aloittaa ja suorittaa sen",
+        "sv": "Slutförs ofta: uppskattningsvis {pct} % börjar och slutför det",
+        "en": "Often completed: about {pct}% start and complete it",
+    },
+    "leads_to_work": {
+        "fi": "Johtaa työhön useammin kuin vastaavat vaihtoehdot",
+        "sv": "Leder oftare till arbete än liknande alternativ",
+        "en": "Leads to work more often than similar options",
+    },
+    "often_chosen": {
+        "fi": "Samankaltaiset asiakkaat ottavat tämän usein vastaan",
+        "sv": "Liknande kunder tackar ofta ja till detta",
+        "en": "Similar clients often take this up",
+    },
+    "new_item": {
+        "fi": "Uusi vaihtoehto: arvio perustuu samanlaisten vaihtoehtojen keskiarvoon",
+        "sv": "Nytt alternativ: bedömningen bygger på genomsnittet för liknande alternativ",
+        "en": "New option: the estimate rests on the average of similar options",
     },
 }
 

@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from features.errors import PolkuError
 from features.pairs import EncodedClient, EncodedItems, PairFeaturizer
-from features.records import ClientProfile, Opportunity
+from features.records import KINDS, ClientProfile, Opportunity
 from features.taxonomy import default_taxonomy
 from models.rankers import PointsRanker, Ranker, RankerError
 
@@ -46,6 +46,8 @@ METADATA_FILE: Final = "metadata.json"
 DEFAULT_FIRST_STAGE_K: Final = 300
 REGISTERED_MODEL_NAME: Final = "polku-ranker"
 INPUT_COLUMNS: Final = ("client_json", "opportunity_json")
+PREDICTION_EXTRAS: Final = ("p_accept", "expected_outcome")
+"""Pyfunc output columns beside ``score`` (NaN for rankers without outcome models)."""
 _PIP_PACKAGES: Final = ("mlflow", "lightgbm", "numpy", "scipy", "scikit-learn", "pandas", "pydantic")
 _ENTRY_SCRIPT: Final = '''"""MLflow models-from-code entry point of the Polku ranker (the package is installed)."""
 
@@ -71,6 +73,8 @@ class RankResult:
         contributions: ``(k, n_features + 1)`` per-feature contributions of the returned items (last = bias).
         n_scored: how many candidates the ranker scored (after the first stage).
         feature_names: column names of ``contributions`` (without the bias column).
+        outcomes: per returned item, the ranker's outcome estimates (``p_accept``, ``expected_outcome``, ...;
+            see ``models.outcome``), or None for rankers without them (the points fallback).
     """
 
     indices: npt.NDArray[np.int64]
@@ -78,6 +82,7 @@ class RankResult:
     contributions: npt.NDArray[np.float64]
     n_scored: int
     feature_names: tuple[str, ...]
+    outcomes: Mapping[str, npt.NDArray[np.float64]] | None = None
 
 
 class PolkuModel:
@@ -216,6 +221,7 @@ class PolkuModel:
             contributions=self.ranker.contributions(X[top]),
             n_scored=int(idx.size),
             feature_names=self.feature_names,
+            outcomes=self.ranker.outcomes(X[top]),
         )
 
     def rank_groups(
@@ -258,20 +264,31 @@ class PolkuModel:
         ]
         rows = np.concatenate(tops) if tops else np.zeros(0, dtype=np.int64)
         contrib = self.ranker.contributions(X[rows]) if rows.size else np.zeros((0, n_feat + 1), dtype=np.float64)
+        outcomes = self.ranker.outcomes(X[rows])
         out: list[RankResult] = []
         start = 0
         for g, top in enumerate(tops):
+            end = start + top.size
             out.append(
                 RankResult(
                     indices=all_idx[top],
                     scores=scores[top],
-                    contributions=contrib[start : start + top.size],
+                    contributions=contrib[start:end],
                     n_scored=sizes[g],
                     feature_names=self.feature_names,
+                    outcomes=None if outcomes is None else {key: v[start:end] for key, v in outcomes.items()},
                 )
             )
-            start += top.size
+            start = end
         return out
+
+    def outcome_reference(self, kind: str) -> dict[str, float] | None:
+        """Mean outcome estimates of one kind over the training rows (the yardstick of outcome reasons)."""
+        reference: Mapping[str, Sequence[float]] | None = getattr(self.ranker, "reference_", None)
+        if not reference or kind not in KINDS:
+            return None
+        k = KINDS.index(kind)
+        return {key: float(values[k]) for key, values in reference.items() if len(values) > k}
 
     def _encoded(self, client: EncodedClient | ClientProfile) -> EncodedClient:
         return self.featurizer.encode_client(client) if isinstance(client, ClientProfile) else client
@@ -289,13 +306,25 @@ class PolkuModel:
         Uses the serving path (one encoded catalogue, one encoded client at a time), so batch scoring and
         the service give identical numbers.
         """
+        return self.predict_records(clients, opportunities, client_idx, opp_idx, reference_dates)["score"]
+
+    def predict_records(
+        self,
+        clients: Sequence[ClientProfile],
+        opportunities: Sequence[Opportunity],
+        client_idx: npt.ArrayLike,
+        opp_idx: npt.ArrayLike,
+        reference_dates: Sequence[date | None] | None = None,
+    ) -> dict[str, npt.NDArray[np.float64]]:
+        """:meth:`score_records` plus ``p_accept`` and ``expected_outcome`` per pair (NaN without outcome models)."""
         ci = np.asarray(client_idx, dtype=np.int64).reshape(-1)
         oi = np.asarray(opp_idx, dtype=np.int64).reshape(-1)
         if ci.shape != oi.shape:
             raise ValueError("client_idx and opp_idx differ in length")
         out = np.zeros(ci.size, dtype=np.float64)
+        extra = {key: np.full(ci.size, np.nan) for key in PREDICTION_EXTRAS}
         if ci.size == 0:
-            return out
+            return {"score": out, **extra}
         items = self.featurizer.encode_items(opportunities)
         order = np.argsort(ci, kind="stable")
         sorted_ci = ci[order]
@@ -306,8 +335,13 @@ class PolkuModel:
             c = int(sorted_ci[start])
             ref = reference_dates[c] if reference_dates is not None else None
             enc = self.featurizer.encode_client(clients[c])
-            out[rows] = self.ranker.score(self.featurizer.transform_encoded(enc, items, oi[rows], ref))
-        return out
+            X = self.featurizer.transform_encoded(enc, items, oi[rows], ref)
+            out[rows] = self.ranker.score(X)
+            outcomes = self.ranker.outcomes(X)
+            if outcomes is not None:
+                for key in PREDICTION_EXTRAS:
+                    extra[key][rows] = outcomes[key]
+        return {"score": out, **extra}
 
 
 # -- bundle on disk -------------------------------------------------------------------------------------------
@@ -421,8 +455,9 @@ def _pip_requirements() -> list[str]:
 def model_signature() -> Any:
     """The pyfunc signature.
 
-    Inputs: JSON strings of a client and an opportunity (+ optional ISO reference date); output: one
-    ``score`` (double) per row.
+    Inputs: JSON strings of a client and an opportunity (+ optional ISO reference date); outputs per row:
+    ``score``, ``p_accept`` (will the client take it up when suggested first) and ``expected_outcome``
+    (E[value | accepted], see ``models.outcome``), all doubles.
     """
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
@@ -434,7 +469,8 @@ def model_signature() -> Any:
             ColSpec("string", "reference_date", required=False),
         ]
     )
-    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double", "score")]))
+    outputs = Schema([ColSpec("double", name) for name in ("score", *PREDICTION_EXTRAS)])
+    return ModelSignature(inputs=inputs, outputs=outputs)
 
 
 def make_input_example(
@@ -458,7 +494,7 @@ def predict_frame(model: PolkuModel, frame: pd.DataFrame) -> pd.DataFrame:
     """Score a frame with ``client_json`` and ``opportunity_json`` columns (and optional ``reference_date``).
 
     Returns:
-        A frame with one ``score`` per input row, in input order.
+        A frame with ``score``, ``p_accept`` and ``expected_outcome`` per input row, in input order.
 
     Raises:
         ValueError: a column is missing or a row does not hold a valid record (the message names the row and
@@ -472,7 +508,7 @@ def predict_frame(model: PolkuModel, frame: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"model input: missing column(s) {', '.join(missing)}")
     n = len(frame)
     if n == 0:
-        return pd.DataFrame({"score": np.zeros(0, dtype=np.float64)})
+        return pd.DataFrame({name: np.zeros(0, dtype=np.float64) for name in ("score", *PREDICTION_EXTRAS)})
     client_codes, client_json = pd.factorize(frame["client_json"].astype(str), sort=False)
     opp_codes, opp_json = pd.factorize(frame["opportunity_json"].astype(str), sort=False)
     clients: list[ClientProfile] = []
@@ -506,8 +542,7 @@ def predict_frame(model: PolkuModel, frame: pd.DataFrame) -> pd.DataFrame:
             split_clients.append(clients[int(c_str)])
             ref_per_client.append(_parse_date(d_str))
         clients, ci = split_clients, np.asarray(key_codes, dtype=np.int64)
-    scores = model.score_records(clients, opportunities, ci, np.asarray(opp_codes), ref_per_client)
-    return pd.DataFrame({"score": scores})
+    return pd.DataFrame(model.predict_records(clients, opportunities, ci, np.asarray(opp_codes), ref_per_client))
 
 
 def _parse_date(text: str) -> date | None:

@@ -88,6 +88,11 @@ class Ranker(ABC):
     def contributions(self, X: Matrix) -> Scores:
         """Per-feature contributions, shape ``(n, n_features + 1)``; the last column is the bias; rows sum to score."""
 
+    def outcomes(self, X: Matrix) -> dict[str, Scores] | None:
+        """Per-row outcome estimates (``p_accept``, ``expected_outcome``, ...), or None when the ranker has none."""
+        del X
+        return None
+
     @abstractmethod
     def _state(self) -> dict[str, Any]:
         """JSON-safe state (without the booster)."""
@@ -122,9 +127,10 @@ class Ranker(ABC):
         except (OSError, json.JSONDecodeError) as exc:
             raise RankerError(f"{path / RANKER_FILE}: cannot read ranker state ({exc})") from exc
         kind = state.get("type") if isinstance(state, dict) else None
-        target = RANKERS.get(str(kind))
+        registry = ranker_types()
+        target = registry.get(str(kind))
         if target is None:
-            raise RankerError(f"{path / RANKER_FILE}: unknown ranker type {kind!r}: one of {', '.join(RANKERS)}")
+            raise RankerError(f"{path / RANKER_FILE}: unknown ranker type {kind!r}: one of {', '.join(registry)}")
         if cls is not Ranker and not issubclass(target, cls):
             raise RankerError(f"{path / RANKER_FILE}: holds a {kind!r} ranker, not {cls.name!r}")
         names = state.get("feature_names")
@@ -491,6 +497,13 @@ RANKERS: Final[dict[str, type[Ranker]]] = {
     PointsRanker.name: PointsRanker,
     PopularityRanker.name: PopularityRanker,
 }
+
+
+def ranker_types() -> dict[str, type[Ranker]]:
+    """Every ranker type that :meth:`Ranker.load` can rebuild, by saved name."""
+    from models.outcome import OutcomeAwareRanker  # imports this module: registered here, not at import time
+
+    return {**RANKERS, OutcomeAwareRanker.name: OutcomeAwareRanker}
 
 
 def load_ranker(directory: str | Path) -> Ranker:

@@ -172,7 +172,18 @@ class SuggestionItem(_Api):
     provider: str
     municipality: str
     rank: int
-    score: float
+    score: float = Field(description="Ranking score: expected value if taken up (see p_accept, expected_outcome).")
+    p_accept: float | None = Field(
+        default=None,
+        description="Estimated chance the client takes this up when it is suggested first (null: points fallback).",
+    )
+    expected_outcome: float | None = Field(
+        default=None,
+        description=(
+            "Expected value if taken up: P(start) + P(start and complete) + employment above the route's base "
+            "rate, each weighted as configured at training (null: points fallback)."
+        ),
+    )
     reasons: list[Reason]
     gaps: list[Gap]
     next_start: date | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeVar, cast
@@ -22,7 +22,7 @@ from features.language import level_ordinal
 from features.pairs import EncodedClient, EncodedClientBatch, many_clients_first_stage
 from features.records import KINDS, ClientProfile, Opportunity
 from features.taxonomy import default_taxonomy
-from models.explain import RemedyIndex, explain
+from models.explain import RemedyIndex, explain, outcome_reasons
 from models.explain import gaps as explain_gaps
 from models.messages import exclusion_text
 from models.package import PolkuModel
@@ -122,14 +122,16 @@ def suggest(client: ClientProfile, req: SuggestionsRequest, snapshot: Snapshot, 
     results = model.rank_groups(enc, snapshot.items, candidates, req.k, ref)
     for kind, idx, result in zip(req.kinds, candidates, results, strict=True):
         items = []
+        reference = model.outcome_reference(kind)
         for rank, (pos, score, contrib) in enumerate(
             zip(result.indices, result.scores, result.contributions, strict=True), start=1
         ):
             o = cat.opportunities[int(pos)]
-            reasons = [
-                Reason(feature=r.code, text=r.text, weight=round(float(r.weight), 4))
-                for r in explain(result.feature_names, client, o, contrib, req.lang)
-            ]
+            outcome = _outcome_of(result.outcomes, rank - 1)
+            found = explain(result.feature_names, client, o, contrib, req.lang)
+            if outcome:
+                found = [*found, *outcome_reasons(outcome, reference, req.lang)]
+            reasons = [Reason(feature=r.code, text=r.text, weight=round(float(r.weight), 4)) for r in found]
             items.append(
                 SuggestionItem(
                     opportunity_id=o.opportunity_id,
@@ -139,6 +141,8 @@ def suggest(client: ClientProfile, req: SuggestionsRequest, snapshot: Snapshot, 
                     municipality=o.municipality,
                     rank=rank,
                     score=round(float(score), 6),
+                    p_accept=_rounded(outcome.get("p_accept")),
+                    expected_outcome=_rounded(outcome.get("expected_outcome")),
                     reasons=reasons,
                     gaps=_gaps(client, o, snapshot, ref, req.lang),
                     next_start=o.intake.next_start(ref),
@@ -158,6 +162,15 @@ def suggest(client: ClientProfile, req: SuggestionsRequest, snapshot: Snapshot, 
         excluded=ExclusionSummary(total=sum(counts.values()), by_reason=counts, named=named),
         paths=paths,
     )
+
+
+def _outcome_of(outcomes: Mapping[str, Any] | None, row: int) -> dict[str, float]:
+    """One returned item's outcome estimates ({} for rankers without outcome models)."""
+    return {} if outcomes is None else {key: float(values[row]) for key, values in outcomes.items()}
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None or not np.isfinite(value) else round(float(value), 4)
 
 
 def _named_status(opportunity_id: str, reason: str | None, known: bool, lang: str) -> NamedItemStatus:

@@ -134,8 +134,8 @@ def tiny_audit(clients: list[ClientProfile]) -> list[AuditAttributes]:
 
 @pytest.fixture(scope="session")
 def small_model() -> PolkuModel:
-    """A real LightGBM PolkuModel trained on a tiny synthetic set (seconds)."""
-    from models.rankers import LightGBMRanker
+    """A real outcome-aware PolkuModel (LightGBM acceptance + outcome stages) trained on a tiny synthetic set."""
+    from models.outcome import OutcomeAwareRanker
 
     clients, items = tiny_clients(), tiny_catalogue()
     ci, oi = np.meshgrid(np.arange(len(clients)), np.arange(len(items)), indexing="ij")
@@ -144,8 +144,8 @@ def small_model() -> PolkuModel:
     X = featurizer.transform(batch)
     names = [str(n) for n in featurizer.get_feature_names_out()]
     signal = X[:, names.index("ess_cov")] - 0.3 * X[:, names.index("lang_gap_best")]
-    y = np.digitize(signal, np.quantile(signal, [0.5, 0.8, 0.95]))
-    ranker = LightGBMRanker(num_boost_round=10, params={"min_data_in_leaf": 5, "num_threads": 1})
+    y = np.digitize(signal, np.quantile(signal, [0.5, 0.7, 0.85, 0.95]))  # 0 shown .. 4 employed
+    ranker = OutcomeAwareRanker(num_boost_round=10, params={"min_data_in_leaf": 5, "num_threads": 1})
     ranker.fit(X, y, batch.client_idx, feature_names=names)
     return PolkuModel(featurizer, ranker, {"name": "polku-ranker", "version": "test"})
 

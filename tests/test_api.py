@@ -46,6 +46,12 @@ def test_suggestions_for_stored_client_name_the_model_and_are_audited(api: ApiEn
     assert [i["rank"] for i in kinds["vacancy"]["items"]] == list(range(1, kinds["vacancy"]["count"] + 1))
     assert body["excluded"]["by_reason"]["other_centre"] >= 1
     assert all(i["opportunity_id"] != "esp-vac-001" for g in body["suggestions"] for i in g["items"])
+    items = [i for g in body["suggestions"] for i in g["items"]]
+    assert items
+    for item in items:  # what the client may take up, and what is likely to work, beside the score
+        assert 0.0 <= item["p_accept"] <= 1.0
+        assert item["expected_outcome"] >= -1.0
+        assert item["score"] == pytest.approx(item["expected_outcome"], abs=1e-3)  # accept weight 0 by default
     assert len(_audit(api, "hel-c-000")) == before + 1
     assert _audit(api, "hel-c-000")[-1] == ("counsellor", "suggestions", "helsinki")
 
@@ -397,6 +403,8 @@ def test_fallback_model_when_no_champion_and_no_cache(db_url: str, tmp_path: Pat
         r = c.post("/v1/suggestions", json={"client_id": "hel-c-003", "reference_date": REF}, headers=h)
         assert r.status_code == 200
         assert r.json()["model"]["fallback"] is True
+        items = [i for g in r.json()["suggestions"] for i in g["items"]]
+        assert all(i["p_accept"] is None and i["expected_outcome"] is None for i in items)
         admin = {"Authorization": f"Bearer {mint_token(settings, role='admin', centre=None)}"}
         assert "polku_fallback_answers_total 1.0" in c.get("/metrics", headers=admin).text
         assert c.post("/v1/admin/model:reload", headers=admin).status_code == 409

@@ -21,10 +21,9 @@ from service.auth import mint_token
 from service.settings import Settings
 from tests.service_fixtures import make_settings
 from training.config import TrainConfig
-from training.datasets import build_training_data
+from training.datasets import LOG_COLUMNS, build_training_data
 from training.feedback import FeedbackFormatError, feedback_history, read_feedback_export
 from training.world import World, generate_world
-from training.world.history import HISTORY_COLUMNS
 
 UNKNOWN_OPP = "zz-unknown-opportunity-001"
 
@@ -122,8 +121,8 @@ def test_export_holds_only_consenting_clients_without_ids_or_audit(loop: Loop) -
 def test_feedback_history_rows_and_labels(loop: Loop) -> None:
     data = read_feedback_export(loop.export)
     fb = feedback_history(data, loop.world.opportunities)
-    assert list(fb.history.columns) == list(HISTORY_COLUMNS)
-    assert list(fb.history.dtypes) == list(loop.world.history.dtypes)
+    assert list(fb.history.columns) == list(LOG_COLUMNS)  # a log holds no noisy outcome score
+    assert list(fb.history.dtypes) == list(loop.world.history[list(LOG_COLUMNS)].dtypes)
     assert fb.skipped_unknown_opportunity == 1
     assert fb.unknown_opportunity_ids == (UNKNOWN_OPP,)
     rows = fb.history.set_index("opportunity_id")

@@ -2,7 +2,9 @@
 
 Labels come only from what the history recorded (noisy and biased by the policy that showed the items):
 employed within 6 months (4) > completed (3) > started (2) > accepted (1) > shown and not accepted (0).
-The world's truth is never read here; it is used only by :mod:`training.evaluate` and the oracle.
+Only the log columns of :data:`LOG_COLUMNS` are read: the world's truth (and the history's noisy
+``outcome_score``, which no real log could hold) is never read here; it is used only by
+:mod:`training.evaluate` and the oracle. ``tests/test_no_truth.py`` checks this.
 """
 
 from __future__ import annotations
@@ -32,6 +34,25 @@ QUERY_SEP: Final = "|"
 # Outcome columns in increasing order of value; a row's label is the index (+1) of the last one that is true.
 LABEL_STEPS: Final[tuple[str, ...]] = ("accepted", "started", "completed", "employed_6m")
 MAX_LABEL: Final = len(LABEL_STEPS)
+LOG_COLUMNS: Final[tuple[str, ...]] = (
+    "client_id",
+    "opportunity_id",
+    "kind",
+    "cohort",
+    "slate_id",
+    "position",
+    *LABEL_STEPS,
+    "shown_by",
+)
+"""History columns a real centre's log holds (what was shown where, and what followed); nothing else is read."""
+
+
+def log_columns(history: pd.DataFrame) -> pd.DataFrame:
+    """The history restricted to :data:`LOG_COLUMNS` (raises ``KeyError`` naming a missing column)."""
+    missing = [c for c in LOG_COLUMNS if c not in history.columns]
+    if missing:
+        raise KeyError(f"history lacks the log column(s) {', '.join(missing)}")
+    return history.loc[:, list(LOG_COLUMNS)]
 
 
 def query_id(client_id: str, kind: str) -> str:
@@ -133,6 +154,11 @@ class PairTable:
         kinds: opportunity kind per row.
         shown: whether the pair was in the recorded history (False for sampled unshown negatives).
         feature_names: column names.
+        position: the pair's (first) slate position when shown and recorded, -1 otherwise.
+        weight: 1 for shown rows; for a sampled unshown negative, the number of unshown eligible items of its
+            query divided by the number sampled (an inverse sampling rate, so sums over rows estimate sums over
+            every eligible pair).
+        from_history: True for rows of the world's recorded slates, False for rows from recorded feedback.
     """
 
     X: npt.NDArray[np.float32]
@@ -143,6 +169,18 @@ class PairTable:
     kinds: npt.NDArray[np.str_]
     shown: npt.NDArray[np.bool_]
     feature_names: tuple[str, ...]
+    position: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    weight: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, np.float32))
+    from_history: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
+
+    def __post_init__(self) -> None:
+        n = int(self.y.size)
+        if self.position.size != n:
+            object.__setattr__(self, "position", np.where(self.shown, 0, -1).astype(np.int64))
+        if self.weight.size != n:
+            object.__setattr__(self, "weight", np.ones(n, dtype=np.float32))
+        if self.from_history.size != n:
+            object.__setattr__(self, "from_history", np.ones(n, dtype=bool))
 
     def __len__(self) -> int:
         return int(self.y.size)
@@ -160,6 +198,7 @@ class PairTable:
         df.insert(2, "opportunity_id", self.opportunity_ids)
         df.insert(3, "kind", self.kinds)
         df["shown"] = self.shown
+        df["position"] = self.position
         df["label"] = self.y
         return df
 
@@ -188,30 +227,16 @@ class TrainingData:
     feedback_stats: Mapping[str, int] = field(default_factory=dict)
 
 
-def outcome_labels(history: pd.DataFrame, reference: pd.DataFrame | None = None) -> npt.NDArray[np.int32]:
-    """Grade 0..4 per history row from its noisy ``outcome_score``, cut at the quintiles of ``reference``.
-
-    Args:
-        history: rows to label (column ``outcome_score``).
-        reference: rows whose quintiles define the cuts (default: ``history``; pass the training period).
-
-    Returns:
-        int32 label per row.
-    """
-    ref = (history if reference is None else reference)["outcome_score"].to_numpy(dtype=np.float64)
-    if ref.size == 0:
-        return np.zeros(len(history), dtype=np.int32)
-    cuts = np.quantile(ref, [0.2, 0.4, 0.6, 0.8])
-    return np.searchsorted(cuts, history["outcome_score"].to_numpy(dtype=np.float64), side="right").astype(np.int32)
-
-
-def _labelled_pairs(history: pd.DataFrame, label_source: str = "graded") -> pd.DataFrame:
-    """One row per (client, opportunity) with the best label over its showings."""
-    df = history[["client_id", "opportunity_id", "kind"]].copy()
-    df["label"] = outcome_labels(history) if label_source == "outcome" else graded_labels(history)
+def _labelled_pairs(history: pd.DataFrame) -> pd.DataFrame:
+    """One row per (client, opportunity) with the best label and the first position over its showings."""
+    log = log_columns(history)
+    df = log[["client_id", "opportunity_id", "kind"]].copy()
+    df["label"] = graded_labels(log)
     df["shown"] = True
+    df["position"] = log["position"].to_numpy(dtype=np.int64)
+    df["weight"] = 1.0
     return df.groupby(["client_id", "opportunity_id", "kind"], as_index=False, sort=True).agg(
-        label=("label", "max"), shown=("shown", "any")
+        label=("label", "max"), shown=("shown", "any"), position=("position", "min"), weight=("weight", "first")
     )
 
 
@@ -232,7 +257,7 @@ def _unshown_negatives(
     opp_ids = np.array(evaluator.opportunity_ids)
     kinds = np.array([o.kind for o in evaluator.opportunities])
     by_id = {c.client_id: c for c in (world.clients if clients is None else clients)}
-    rows: list[tuple[str, str, str]] = []
+    rows: list[tuple[str, str, str, float]] = []
     shown = pairs.groupby("client_id")["opportunity_id"].agg(set).to_dict()
     for (client_id, kind), _ in pairs.groupby(["client_id", "kind"], sort=True):
         client = by_id[str(client_id)]
@@ -245,11 +270,13 @@ def _unshown_negatives(
         cand = opp_ids[mask & (kinds == kind)]
         cand = np.array([o for o in cand if o not in shown.get(client_id, set())])
         if cand.size:
-            for oid in rng.choice(cand, size=min(per_query, cand.size), replace=False):
-                rows.append((str(client_id), str(oid), str(kind)))
-    extra = pd.DataFrame(rows, columns=["client_id", "opportunity_id", "kind"])
+            take = min(per_query, cand.size)
+            for oid in rng.choice(cand, size=take, replace=False):
+                rows.append((str(client_id), str(oid), str(kind), cand.size / take))
+    extra = pd.DataFrame(rows, columns=["client_id", "opportunity_id", "kind", "weight"])
     extra["label"] = 0
     extra["shown"] = False
+    extra["position"] = -1
     return extra
 
 
@@ -260,17 +287,20 @@ def build_pair_table(
     opportunities: Sequence[Opportunity],
     cohort_of: Mapping[str, int],
     reference_dates: Mapping[str, date] | None = None,
+    *,
+    from_history: bool = True,
 ) -> PairTable:
     """Featurize labelled pairs, each client at its cohort's reference date (or its own, when given).
 
     Args:
         featurizer: a fitted featurizer.
-        pairs: columns client_id, opportunity_id, kind, label, shown.
+        pairs: columns client_id, opportunity_id, kind, label, shown (and position, weight when known).
         clients: client profiles (a superset of the pairs' clients).
         opportunities: the catalogue.
         cohort_of: client id -> cohort year.
         reference_dates: client id -> reference date, overriding the cohort's (recorded feedback: the date of
             the client's first decision).
+        from_history: whether the rows come from the world's recorded slates (False: recorded feedback).
 
     Returns:
         The feature table, rows in the order of ``pairs``.
@@ -302,6 +332,13 @@ def build_pair_table(
         kinds=kinds.astype(str),
         shown=pairs["shown"].to_numpy(dtype=bool),
         feature_names=tuple(str(n) for n in featurizer.get_feature_names_out()),
+        position=(
+            pairs["position"].to_numpy(dtype=np.int64)
+            if "position" in pairs
+            else np.where(pairs["shown"].to_numpy(dtype=bool), 0, -1).astype(np.int64)
+        ),
+        weight=(pairs["weight"].to_numpy(dtype=np.float32) if "weight" in pairs else np.ones(len(pairs), np.float32)),
+        from_history=np.full(len(pairs), from_history, dtype=bool),
     )
 
 
@@ -369,14 +406,14 @@ def _feedback_table(
     cfg: TrainConfig,
 ) -> PairTable:
     """Feature rows of recorded feedback (graded labels) plus sampled unshown negatives per feedback query."""
-    pairs = _labelled_pairs(fb_hist, "graded")
+    pairs = _labelled_pairs(fb_hist)
     if cfg.unshown_negatives > 0 and not pairs.empty:
         rng = np.random.default_rng([cfg.seed, len(feedback.clients), len(fb_hist)])
         negatives = _unshown_negatives(
             world, pairs, cfg.unshown_negatives, rng, clients=clients, reference_dates=reference_dates
         )
         pairs = pd.concat([pairs, negatives], ignore_index=True)
-    return build_pair_table(featurizer, pairs, clients, world.opportunities, {}, reference_dates)
+    return build_pair_table(featurizer, pairs, clients, world.opportunities, {}, reference_dates, from_history=False)
 
 
 def _concat_tables(a: PairTable, b: PairTable) -> PairTable:
@@ -390,6 +427,9 @@ def _concat_tables(a: PairTable, b: PairTable) -> PairTable:
         kinds=np.concatenate([a.kinds, b.kinds]).astype(str),
         shown=np.concatenate([a.shown, b.shown]).astype(bool),
         feature_names=a.feature_names,
+        position=np.concatenate([a.position, b.position]).astype(np.int64),
+        weight=np.concatenate([a.weight, b.weight]).astype(np.float32),
+        from_history=np.concatenate([a.from_history, b.from_history]).astype(bool),
     )
 
 
@@ -418,7 +458,7 @@ def build_training_data(
     """
     cfg = config or TrainConfig()
     split = time_split(world, cfg.test_cohort)
-    hist = world.history
+    hist = log_columns(world.history)
     world_hist = hist[hist["client_id"].isin(set(split.train_client_ids))]
     train_hist = world_hist  # the training period: the world's earlier cohorts plus any recorded feedback
     fb = None
@@ -430,12 +470,12 @@ def build_training_data(
         if clash:
             raise ValueError(f"{len(clash)} feedback client id(s) collide with the world's client ids")
         if not fb.history.empty:
-            train_hist = pd.concat([world_hist, fb.history], ignore_index=True)
+            train_hist = pd.concat([world_hist, log_columns(fb.history)], ignore_index=True)
     acceptance = acceptance_counts(train_hist)
     featurizer = _fitted_featurizer(world.clients, world.opportunities, acceptance)
-    pairs = _labelled_pairs(world_hist, cfg.label_source)
+    pairs = _labelled_pairs(world_hist)
     rng = np.random.default_rng(cfg.seed)
-    if cfg.unshown_negatives > 0 and cfg.label_source == "graded":
+    if cfg.unshown_negatives > 0:
         pairs = pd.concat([pairs, _unshown_negatives(world, pairs, cfg.unshown_negatives, rng)], ignore_index=True)
     train_clients = np.array(sorted(set(pairs["client_id"].astype(str))))
     n_valid = int(round(cfg.valid_fraction * train_clients.size))

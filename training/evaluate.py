@@ -2,8 +2,13 @@
 
 Served rankers (LightGBM, points, popularity) go through the same two stages as the service
 (``PolkuModel.rank``: first-stage retrieval, then scoring). The oracle (world truth) and random rankers are the
-ceiling and the floor and rank the full eligible set directly. Everything is graded by the world's noise-free
-``truth.relevance``; audit attributes (gender, mother tongue) are read here only, to slice the metrics.
+ceiling and the floor and rank the full eligible set directly; two more bounds rank by the truth without its
+latent terms: ``ceiling_observable`` (the best use of the observable features) and
+``ceiling_observable_quality`` (that plus perfect item quality). Everything is graded by the world's
+noise-free ``truth.relevance``; audit attributes (gender, mother tongue) are read here only, to slice the metrics.
+
+Every served ranker's NDCG@k is compared with the points baseline by a paired bootstrap over test clients
+(:func:`paired_difference`): the report holds the difference and its 95 % interval, overall and per kind.
 """
 
 from __future__ import annotations
@@ -34,6 +39,11 @@ logger = logging.getLogger(__name__)
 
 ORACLE: Final = "oracle"
 RANDOM: Final = "random"
+CEILING_OBSERVABLE: Final = "ceiling_observable"
+CEILING_QUALITY: Final = "ceiling_observable_quality"
+BASELINE: Final = "points"
+BOUNDS: Final[tuple[str, ...]] = (ORACLE, CEILING_QUALITY, CEILING_OBSERVABLE, RANDOM)
+BOOTSTRAP_SAMPLES: Final = 2000
 
 
 class ServingModel(Protocol):
@@ -232,15 +242,12 @@ def _run_served(
     return _RankerRun(np.concatenate(scores) if scores else np.zeros(0), fs_recall)
 
 
-def _run_oracle(test: TestSet) -> _RankerRun:
+def _run_oracle(test: TestSet, exclude: Sequence[str] = ()) -> _RankerRun:
     opp_ids = test.opportunity_ids
-    scores = [
-        test.oracle.score_pairs(
-            [test.clients[q.client_pos].client_id] * q.item_idx.size, [opp_ids[i] for i in q.item_idx]
-        )
-        for q in _progress(test.queries, ORACLE)
-    ]
-    return _RankerRun(np.concatenate(scores) if scores else np.zeros(0))
+    oracle = test.oracle if not exclude else OracleRanker(test.oracle.truth, exclude)
+    clients = [test.clients[q.client_pos].client_id for q in test.queries for _ in range(q.item_idx.size)]
+    items = [opp_ids[i] for q in test.queries for i in q.item_idx]
+    return _RankerRun(oracle.score_pairs(clients, items) if clients else np.zeros(0))
 
 
 def _run_random(test: TestSet, seed: int) -> _RankerRun:
@@ -249,7 +256,9 @@ def _run_random(test: TestSet, seed: int) -> _RankerRun:
     return _RankerRun(rng.random(n))
 
 
-def _ranker_metrics(run: _RankerRun, flat: _Flat, test: TestSet, cfg: TrainConfig) -> dict[str, Any]:
+def _ranker_metrics(
+    run: _RankerRun, flat: _Flat, test: TestSet, cfg: TrainConfig
+) -> tuple[dict[str, Any], npt.NDArray[np.float64]]:
     k = cfg.k
     rl = m.RankedLists.build(flat.relevance, run.scores, flat.query_ids)
     out: dict[str, Any] = {}
@@ -285,7 +294,145 @@ def _ranker_metrics(run: _RankerRun, flat: _Flat, test: TestSet, cfg: TrainConfi
         }
     out["groups"] = groups_out
     out[f"max_group_gap_ndcg_{k}"] = max_gap
+    return out, ndcg_q
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A report plus what paired comparisons need: NDCG@k per query of every ranker, and each query's client.
+
+    Attributes:
+        report: see :func:`evaluate_models`.
+        per_query: ranker name -> NDCG@k per query (queries in sorted id order, NaN without relevant items).
+        query_clients: client position (in :attr:`TestSet.clients`) per query.
+        query_kinds: kind per query.
+    """
+
+    report: dict[str, Any]
+    per_query: dict[str, npt.NDArray[np.float64]]
+    query_clients: npt.NDArray[np.int64]
+    query_kinds: npt.NDArray[np.str_]
+
+    def compare(self, a: str, b: str, *, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict[str, Any]:
+        """Paired bootstrap of NDCG@k(a) - NDCG@k(b) over clients (see :func:`paired_difference`)."""
+        return paired_difference(
+            self.per_query[a], self.per_query[b], self.query_clients, self.query_kinds, samples=samples, seed=seed
+        )
+
+
+def paired_difference(
+    a: npt.ArrayLike,
+    b: npt.ArrayLike,
+    clients: npt.ArrayLike,
+    kinds: npt.ArrayLike,
+    *,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Mean per-query difference ``a - b`` with a percentile bootstrap interval, resampling clients.
+
+    Queries of one client are resampled together (a client's queries are not independent). Queries where
+    either value is NaN (no relevant item) are left out.
+
+    Args:
+        a: per-query metric of the first ranker.
+        b: per-query metric of the second, same queries.
+        clients: client of each query.
+        kinds: kind of each query.
+        samples: bootstrap replicates.
+        seed: replicate seed.
+        level: interval coverage.
+
+    Returns:
+        ``{"all": {"diff", "lo", "hi", "n_queries"}, "<kind>": {...}}``; values in [-1, 1].
+    """
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    ok = np.isfinite(d)
+    codes = np.unique(np.asarray(clients), return_inverse=True)[1].reshape(-1)
+    n_clients = int(codes.max()) + 1 if codes.size else 0
+    kind_arr = np.asarray(kinds).astype(str)
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n_clients, np.full(n_clients, 1.0 / max(n_clients, 1)), size=samples).astype(np.float64)
+    tail = (1.0 - level) / 2.0
+    out: dict[str, Any] = {}
+    for name in ("all", *KINDS):
+        m = ok if name == "all" else ok & (kind_arr == name)
+        if not m.any():
+            continue
+        total = np.bincount(codes[m], weights=d[m], minlength=n_clients)
+        n = np.bincount(codes[m], minlength=n_clients).astype(np.float64)
+        reps = (counts @ total) / np.maximum(counts @ n, 1.0)
+        out[name] = {
+            "diff": float(total.sum() / n.sum()),
+            "lo": float(np.quantile(reps, tail)),
+            "hi": float(np.quantile(reps, 1.0 - tail)),
+            "n_queries": int(m.sum()),
+        }
     return out
+
+
+def evaluate(
+    models: Mapping[str, ServingModel],
+    test: TestSet,
+    config: TrainConfig | None = None,
+    *,
+    include_bounds: bool = True,
+    baseline: str = BASELINE,
+) -> Evaluation:
+    """Evaluate served models (two stages) and, optionally, the truth-based bounds and random on one test set.
+
+    Args:
+        models: ranker name -> packaged model (``PolkuModel``), e.g. lightgbm, points, popularity.
+        test: the test set from :func:`build_test_set`.
+        config: run configuration (cut-offs, group settings, seed, bootstrap samples).
+        include_bounds: also evaluate the oracle, the two observable ceilings and a random ranking.
+        baseline: served ranker every other served ranker is compared with (``vs_<baseline>``), when present.
+
+    Returns:
+        The report and the per-query NDCG@k of every ranker.
+    """
+    cfg = config or TrainConfig()
+    flat = _flatten(test)
+    k_list = max(cfg.eval_k)
+    rankers: dict[str, Any] = {}
+    per_query: dict[str, npt.NDArray[np.float64]] = {}
+    enc_items_by_featurizer: dict[int, EncodedItems] = {}
+    catalogue = test.opportunities
+    runs: dict[str, _RankerRun] = {}
+    for name, model in models.items():
+        key = id(model.featurizer)
+        if key not in enc_items_by_featurizer:
+            enc_items_by_featurizer[key] = model.featurizer.encode_items(catalogue)
+        runs[name] = _run_served(name, model, test, enc_items_by_featurizer[key], k_list, cfg.k)
+    if include_bounds:
+        runs[ORACLE] = _run_oracle(test)
+        runs[CEILING_QUALITY] = _run_oracle(test, ("affinity",))
+        runs[CEILING_OBSERVABLE] = _run_oracle(test, ("quality", "affinity"))
+        runs[RANDOM] = _run_random(test, cfg.seed)
+    for name, run in runs.items():
+        rankers[name], per_query[name] = _ranker_metrics(run, flat, test, cfg)
+    rl_keys = np.unique(flat.query_ids)
+    by_qid = {q.qid: q for q in test.queries}
+    query_clients = np.array([by_qid[str(q)].client_pos for q in rl_keys], dtype=np.int64)
+    query_kinds = np.array([by_qid[str(q)].kind for q in rl_keys], dtype=str)
+    evaluation = Evaluation({}, per_query, query_clients, query_kinds)
+    if baseline in models:
+        for name in models:
+            if name != baseline:
+                rankers[name][f"vs_{baseline}"] = evaluation.compare(
+                    name, baseline, samples=cfg.bootstrap_samples, seed=cfg.seed
+                )
+    report = {
+        "k": cfg.k,
+        "eval_k": list(cfg.eval_k),
+        "n_queries": len(test.queries),
+        "n_clients": len(test.clients),
+        "n_items": test.n_items,
+        "baseline": baseline if baseline in models else None,
+        "rankers": rankers,
+    }
+    return Evaluation(report, per_query, query_clients, query_kinds)
 
 
 def evaluate_models(
@@ -295,40 +442,14 @@ def evaluate_models(
     *,
     include_bounds: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate served models (two stages) and, optionally, the oracle and random bounds on one test set.
-
-    Args:
-        models: ranker name -> packaged model (``PolkuModel``), e.g. lightgbm, points, popularity.
-        test: the test set from :func:`build_test_set`.
-        config: run configuration (cut-offs, group settings, seed).
-        include_bounds: also evaluate the oracle and a random ranking.
+    """:func:`evaluate`, the report only.
 
     Returns:
-        Report dict: ``{"k", "n_queries", "n_clients", "n_items", "rankers": {name: metrics}}``.
+        Report dict: ``{"k", "n_queries", "n_clients", "n_items", "baseline", "rankers": {name: metrics}}``;
+        served rankers carry ``vs_points`` (paired bootstrap difference to the points baseline) when it is among
+        ``models``.
     """
-    cfg = config or TrainConfig()
-    flat = _flatten(test)
-    k_list = max(cfg.eval_k)
-    rankers: dict[str, Any] = {}
-    enc_items_by_featurizer: dict[int, EncodedItems] = {}
-    catalogue = test.opportunities
-    for name, model in models.items():
-        key = id(model.featurizer)
-        if key not in enc_items_by_featurizer:
-            enc_items_by_featurizer[key] = model.featurizer.encode_items(catalogue)
-        run = _run_served(name, model, test, enc_items_by_featurizer[key], k_list, cfg.k)
-        rankers[name] = _ranker_metrics(run, flat, test, cfg)
-    if include_bounds:
-        rankers[ORACLE] = _ranker_metrics(_run_oracle(test), flat, test, cfg)
-        rankers[RANDOM] = _ranker_metrics(_run_random(test, cfg.seed), flat, test, cfg)
-    return {
-        "k": cfg.k,
-        "eval_k": list(cfg.eval_k),
-        "n_queries": len(test.queries),
-        "n_clients": len(test.clients),
-        "n_items": test.n_items,
-        "rankers": rankers,
-    }
+    return evaluate(models, test, config, include_bounds=include_bounds).report
 
 
 METRIC_COLUMNS: Final[tuple[str, ...]] = m.RANKER_METRIC_COLUMNS
@@ -361,7 +482,11 @@ def flat_metrics(report: Mapping[str, Any]) -> dict[str, float]:
                             put(f"{ranker}.{attr}.{metric}", per)
             elif isinstance(value, Mapping):
                 for sub, v in value.items():
-                    put(f"{ranker}.{name}.{sub}", v)
+                    if isinstance(v, Mapping):  # e.g. vs_points.<kind>.{diff, lo, hi}
+                        for leaf, x in v.items():
+                            put(f"{ranker}.{name}.{sub}.{leaf}", x)
+                    else:
+                        put(f"{ranker}.{name}.{sub}", v)
             else:
                 put(f"{ranker}.{name}", value)
     return out
@@ -371,8 +496,39 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, int | float) and np.isfinite(value) else "–"
 
 
+def _interval(block: Mapping[str, Any] | None) -> str:
+    if not block:
+        return "–"
+    return f"{block['diff']:+.3f} [{block['lo']:+.3f}, {block['hi']:+.3f}]"
+
+
+def kind_table(report: Mapping[str, Any]) -> str:
+    """NDCG@k overall and per kind for every ranker, with each served ranker's difference to the baseline.
+
+    Args:
+        report: output of :func:`evaluate_models`.
+
+    Returns:
+        Markdown table; intervals are paired client-bootstrap 95 % intervals.
+    """
+    k = int(report["k"])
+    base = report.get("baseline")
+    head = ["ranker", "all", *KINDS]
+    if base:
+        head += [f"Δ vs {base} (all)", *(f"Δ vs {base} ({kind})" for kind in KINDS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, values in report["rankers"].items():
+        by_kind = values.get(f"ndcg_{k}_by_kind", {})
+        row = [name, _fmt(values.get(f"ndcg_{k}")), *(_fmt(by_kind.get(kind)) for kind in KINDS)]
+        if base:
+            vs = values.get(f"vs_{base}") or {}
+            row += [_interval(vs.get("all")), *(_interval(vs.get(kind)) for kind in KINDS)]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(report: Mapping[str, Any]) -> str:
-    """The rankers side by side as a Markdown table (plus NDCG@k relative to the oracle and per-group NDCG).
+    """The rankers side by side as Markdown: NDCG@k per kind with intervals, then every metric and group NDCG.
 
     Args:
         report: output of :func:`evaluate_models`.
@@ -384,15 +540,18 @@ def markdown_table(report: Mapping[str, Any]) -> str:
     cols = [c.replace("_10", f"_{k}") for c in METRIC_COLUMNS]
     rankers: Mapping[str, Any] = report["rankers"]
     oracle_ndcg = rankers.get(ORACLE, {}).get(f"ndcg_{k}")
+    lines = [f"NDCG@{k} by kind (95 % intervals: paired bootstrap over test clients)", "", kind_table(report)]
     head = ["ranker", *cols, f"ndcg_{k}/oracle"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, values in rankers.items():
         rel = values.get(f"ndcg_{k}", float("nan")) / oracle_ndcg if oracle_ndcg else float("nan")
         lines.append("| " + " | ".join([name, *(_fmt(values.get(c)) for c in cols), _fmt(rel)]) + " |")
     lines.append("")
     lines.append(
         f"{report['n_queries']} queries (client × kind), {report['n_clients']} test clients, "
-        f"catalogue {report['n_items']}."
+        f"catalogue {report['n_items']}. {CEILING_OBSERVABLE}: ranking by the truth without item quality and "
+        f"client × item affinity (the best use of observable features); {CEILING_QUALITY}: the same plus perfect "
+        "item quality."
     )
     for name, values in rankers.items():
         for attr, block in values.get("groups", {}).items():

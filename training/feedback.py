@@ -4,7 +4,7 @@ The service writes ``polku export-training-data --out FILE`` (JSON lines, see ``
 is the reading side of that contract (``service`` and ``training`` never import each other). Every line is
 validated with the ``features`` records; a bad line is reported with its number and reason, never dropped
 silently. :func:`feedback_history` turns the events into rows with the world history's columns
-(:data:`training.world.history.HISTORY_COLUMNS`) so that :func:`training.datasets.build_training_data` can
+(:data:`training.datasets.LOG_COLUMNS`) so that :func:`training.datasets.build_training_data` can
 append them to the training period.
 
 Row semantics per (client, opportunity): ``accepted`` if the latest decision accepted it or any positive outcome
@@ -29,7 +29,6 @@ from pydantic import ValidationError
 
 from features.events import DecisionEvent, OutcomeEvent
 from features.records import KINDS, ClientProfile, Opportunity
-from training.world.history import HISTORY_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +102,7 @@ class FeedbackHistory:
 
     Attributes:
         clients: the clients having at least one row.
-        history: one row per (client, opportunity) with :data:`HISTORY_COLUMNS`.
+        history: one row per (client, opportunity) with the log columns of ``training.datasets.LOG_COLUMNS``.
         reference_dates: client id -> date of the client's first used event (features are computed then).
         events_used: events that contributed to a row.
         skipped_unknown_opportunity: events skipped because their opportunity is not in the catalogue.
@@ -312,7 +311,7 @@ def feedback_history(data: FeedbackData, opportunities: Sequence[Opportunity]) -
     Returns:
         The rows, their clients and per-client reference dates (date of the first event), with skip counts.
         ``cohort`` is the reference date's year, ``slate_id`` ``feedback:<client>``, ``position`` the shown rank
-        minus one (-1 when not recorded), ``outcome_score`` NaN (no noisy score is recorded).
+        minus one (-1 when not recorded).
     """
     kind_of = {o.opportunity_id: o.kind for o in opportunities}
     pairs: dict[tuple[str, str], _Pair] = defaultdict(_Pair)
@@ -344,11 +343,12 @@ def feedback_history(data: FeedbackData, opportunities: Sequence[Opportunity]) -
             "cohort": reference_dates[client_id].year,
             "slate_id": f"{SHOWN_BY_PREFIX}:{client_id}",
             **pair.row(),
-            "outcome_score": float("nan"),
         }
         for (client_id, oid), pair in sorted(pairs.items())
     ]
-    history = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS)).astype(
+    from training.datasets import LOG_COLUMNS
+
+    history = pd.DataFrame(rows, columns=list(LOG_COLUMNS)).astype(
         {
             "client_id": str,
             "opportunity_id": str,
@@ -360,7 +360,6 @@ def feedback_history(data: FeedbackData, opportunities: Sequence[Opportunity]) -
             "started": bool,
             "completed": bool,
             "employed_6m": bool,
-            "outcome_score": "float64",
             "shown_by": str,
         }
     )

@@ -12,8 +12,10 @@ import numpy.typing as npt
 class TruthLike(Protocol):
     """What the oracle needs from ``training.world`` ``Truth``."""
 
-    def expected_utility(self, client_ids: Sequence[str], opportunity_ids: Sequence[str]) -> npt.NDArray[np.float64]:
-        """Pairwise, aligned, noise-free utility."""
+    def expected_utility(
+        self, client_ids: Sequence[str], opportunity_ids: Sequence[str], exclude: Sequence[str] = ()
+    ) -> npt.NDArray[np.float64]:
+        """Pairwise, aligned, noise-free utility (without the ``exclude`` terms)."""
         ...  # pragma: no cover
 
     def relevance(self, client_ids: Sequence[str], opportunity_ids: Sequence[str]) -> npt.NDArray[np.integer[Any]]:
@@ -27,14 +29,19 @@ class OracleRanker:
     It reads the simulation's ground truth, so it is the ceiling every real ranker is measured against; it cannot
     score a feature matrix and is never packaged or served.
 
+    With ``exclude`` it leaves utility terms out: ``("quality", "affinity")`` is the *observable ceiling* (the
+    best any model of the observable features can do), ``("affinity",)`` that plus perfect item quality.
+
     Args:
         truth: the world's ``Truth``.
+        exclude: utility terms to leave out.
     """
 
     name: ClassVar[str] = "oracle"
 
-    def __init__(self, truth: TruthLike) -> None:
+    def __init__(self, truth: TruthLike, exclude: Sequence[str] = ()) -> None:
         self.truth = truth
+        self.exclude = tuple(exclude)
 
     def score_pairs(self, client_ids: Sequence[str], opportunity_ids: Sequence[str]) -> npt.NDArray[np.float64]:
         """Expected utility of each aligned pair.
@@ -50,7 +57,8 @@ class OracleRanker:
             raise ValueError("client_ids and opportunity_ids must align")
         if len(client_ids) == 0:
             return np.empty(0, dtype=np.float64)
-        return np.asarray(self.truth.expected_utility(list(client_ids), list(opportunity_ids)), dtype=np.float64)
+        utility = self.truth.expected_utility(list(client_ids), list(opportunity_ids), self.exclude)
+        return np.asarray(utility, dtype=np.float64)
 
     def rank(self, client_id: str, opportunity_ids: Sequence[str], k: int) -> npt.NDArray[np.intp]:
         """Positions (into ``opportunity_ids``) of the ``k`` best items for one client, best first.

@@ -1,10 +1,15 @@
-"""Promotion gate: the ``champion`` alias moves to a new version only if it is at least as good and fair enough.
+"""Promotion gate: the ``champion`` alias moves to a new version only if it is not clearly worse and fair enough.
 
-The gate re-evaluates the current champion on the *same* test set as the candidate, then requires
-``NDCG@k(candidate) >= NDCG@k(champion)`` and a largest per-group NDCG@k gap ``<= max_group_gap``. Without a
-champion the reference is the points baseline that the service falls back to. A refused candidate gets the
-``challenger`` alias. The decision and its reason are set as tags on the model version (and the run, if one is
-active). ``rollback`` moves ``champion`` back to any earlier version.
+The gate evaluates the current champion on the *same* test set as the candidate and computes the paired
+difference of NDCG@k (candidate - champion) with a 95 % interval by resampling test clients
+(:func:`training.evaluate.paired_difference`). It promotes only if the interval's lower end is at least
+``min_gain_lower_bound`` (default -0.005: a candidate may be worse by chance, never clearly worse) and the
+candidate's largest per-group NDCG@k gap is at most ``max_group_gap``, or, when the gap of what serves now (the
+reference) is itself above that limit, no wider than the reference's by more than ``gap_tolerance``: refusing
+such a candidate would keep the wider gap in service. Without a champion the reference is the points baseline
+the service falls back to, under the same rules. A refused candidate gets the
+``challenger`` alias. The decision, with its interval, is set as tags on the model version (and the run, if one
+is active). ``rollback`` moves ``champion`` back to any earlier version.
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ from typing import TYPE_CHECKING, Any, Final
 from training.config import TrainConfig
 
 if TYPE_CHECKING:
-    from training.evaluate import TestSet
+    from training.evaluate import Evaluation, TestSet
 
 logger = logging.getLogger(__name__)
 
 CHAMPION: Final = "champion"
 CHALLENGER: Final = "challenger"
+CANDIDATE: Final = "candidate"
 
 
 @dataclass(frozen=True)
@@ -33,11 +39,14 @@ class PromotionDecision:
         version: the candidate version.
         promoted: True when ``champion`` now points at it.
         alias: the alias it received (``champion``, ``challenger``) or ``None`` when left alone.
-        reason: one sentence saying why.
+        reason: one sentence saying why (with the interval).
         candidate_ndcg: candidate NDCG@k on the test set.
         reference: what it was compared with (``champion vN`` or ``points baseline``).
         reference_ndcg: the reference's NDCG@k on the same test set (None when not compared).
         max_group_gap: candidate's largest per-group NDCG@k gap.
+        gain: NDCG@k(candidate) - NDCG@k(reference), mean over test queries (None when not compared).
+        gain_low: lower end of its 95 % paired bootstrap interval.
+        gain_high: upper end.
     """
 
     version: str
@@ -48,54 +57,63 @@ class PromotionDecision:
     reference: str
     reference_ndcg: float | None
     max_group_gap: float
+    gain: float | None = None
+    gain_low: float | None = None
+    gain_high: float | None = None
 
     def tags(self) -> dict[str, str]:
         """The decision as ``gate.*`` string tags."""
         return {f"gate.{k}": "" if v is None else str(v) for k, v in asdict(self).items()}
 
 
+GAP_TOLERANCE: Final = 0.005
+"""How much wider than the reference's gap a candidate's may be when the reference's is above the limit."""
+
+
 def decide(
-    candidate_ndcg: float,
+    gain: Mapping[str, float] | None,
     candidate_gap: float,
-    reference_ndcg: float | None,
     *,
     max_group_gap: float,
+    min_gain_lower_bound: float,
     reference: str = "champion",
     reference_gap: float | None = None,
+    gap_tolerance: float = GAP_TOLERANCE,
 ) -> tuple[bool, str]:
     """The pure gate rule.
 
     Args:
-        candidate_ndcg: candidate NDCG@k.
+        gain: ``{"diff", "lo", "hi"}``: NDCG@k(candidate - reference) and its 95 % interval (None = nothing to
+            compare with).
         candidate_gap: candidate's largest per-group NDCG@k gap.
-        reference_ndcg: the champion's (or baseline's) NDCG@k on the same test set; None = nothing to beat.
         max_group_gap: largest allowed gap.
+        min_gain_lower_bound: least allowed lower end of the interval.
         reference: name of the reference, for the reason text.
-        reference_gap: only for a first champion, the group gap of the points fallback that serves while there
-            is no champion. A first champion may exceed ``max_group_gap`` only if it narrows that gap, since
-            refusing it would leave the wider gap in service; every later promotion uses ``max_group_gap`` alone.
+        reference_gap: the reference's largest gap on the same test set (what serves if the candidate is refused).
+        gap_tolerance: see the module docstring.
 
     Returns:
         (promote?, reason).
     """
-    if candidate_gap > max_group_gap:
-        if reference_gap is None or candidate_gap > reference_gap:
-            return False, f"largest per-group NDCG gap {candidate_gap:.4f} exceeds {max_group_gap:.4f}"
-        if reference_ndcg is not None and candidate_ndcg < reference_ndcg:
-            return False, f"NDCG {candidate_ndcg:.4f} is below {reference} NDCG {reference_ndcg:.4f}"
-        return True, (
-            f"first champion: NDCG {candidate_ndcg:.4f} >= {reference} NDCG {reference_ndcg or 0.0:.4f}; group gap "
-            f"{candidate_gap:.4f} exceeds {max_group_gap:.4f} but narrows the {reference}'s {reference_gap:.4f} "
-            "that would serve otherwise"
-        )
-    if reference_ndcg is not None and candidate_ndcg < reference_ndcg:
-        return False, f"NDCG {candidate_ndcg:.4f} is below {reference} NDCG {reference_ndcg:.4f}"
-    if reference_ndcg is None:
-        return True, f"no {reference} to compare with; group gap {candidate_gap:.4f} <= {max_group_gap:.4f}"
-    return True, (
-        f"NDCG {candidate_ndcg:.4f} >= {reference} NDCG {reference_ndcg:.4f} and group gap "
-        f"{candidate_gap:.4f} <= {max_group_gap:.4f}"
+    interval = (
+        ""
+        if gain is None
+        else f"NDCG vs {reference} {gain['diff']:+.4f}, 95 % interval [{gain['lo']:+.4f}, {gain['hi']:+.4f}]"
     )
+    gap_text = f"group gap {candidate_gap:.4f} <= {max_group_gap:.4f}"
+    if candidate_gap > max_group_gap:
+        tail = f" ({interval})" if interval else ""
+        above = f"largest per-group NDCG gap {candidate_gap:.4f} exceeds {max_group_gap:.4f}"
+        if reference_gap is None or reference_gap <= max_group_gap:
+            return False, above + tail
+        if candidate_gap > reference_gap + gap_tolerance:
+            return False, f"{above} and widens the {reference}'s {reference_gap:.4f} by more than {gap_tolerance}{tail}"
+        gap_text = f"{above}, but the {reference} that serves otherwise has {reference_gap:.4f}"
+    if gain is None:
+        return True, f"no {reference} to compare with; {gap_text}"
+    if gain["lo"] < min_gain_lower_bound:
+        return False, f"{interval}: the lower end is below {min_gain_lower_bound:+.4f}"
+    return True, f"{interval}: the lower end is at least {min_gain_lower_bound:+.4f}; {gap_text}"
 
 
 def _client(tracking_uri: str | None) -> Any:
@@ -133,24 +151,27 @@ def champion_version(name: str, *, client: Any) -> str | None:
         return None
 
 
-def _evaluate_version(name: str, version: str, test: TestSet, cfg: TrainConfig) -> dict[str, Any]:
-    from models.package import load_polku_model
-    from training.evaluate import evaluate_models
+def _evaluate_version(
+    name: str, version: str, test: TestSet, cfg: TrainConfig, *, label: str, with_points: bool = False
+) -> Evaluation:
+    from models.package import build_fallback_model, load_polku_model
+    from training.evaluate import evaluate
 
     model = load_polku_model(f"models:/{name}/{version}")
     if cfg.first_stage_k is not None:
         model.first_stage_k = cfg.first_stage_k
-    report = evaluate_models({f"v{version}": model}, test, cfg, include_bounds=False)
-    return dict(report["rankers"][f"v{version}"])
+    models: dict[str, Any] = {label: model}
+    if with_points:
+        models["points"] = build_fallback_model(model.featurizer, name="points")
+    return evaluate(models, test, cfg, include_bounds=False)
 
 
 def promote(
     version: str | int,
     *,
     test: TestSet,
-    candidate_metrics: Mapping[str, Any] | None = None,
-    baseline_ndcg: float | None = None,
-    baseline_gap: float | None = None,
+    evaluation: Evaluation | None = None,
+    candidate: str = "lightgbm",
     config: TrainConfig | None = None,
     if_no_champion: bool = False,
     tracking_uri: str | None = None,
@@ -160,20 +181,25 @@ def promote(
     Args:
         version: candidate version of ``config.registered_model_name``.
         test: the test set both the candidate and the champion are evaluated on.
-        candidate_metrics: the candidate's metrics on ``test`` (re-evaluated from the registry when absent).
-        baseline_ndcg: the points baseline's NDCG@k on ``test``: the reference when there is no champion.
-        baseline_gap: the points baseline's largest per-group NDCG@k gap on ``test`` (first champion only).
-        config: run configuration (``k``, ``max_group_gap``, ``registered_model_name``).
+        evaluation: the training run's evaluation on ``test`` holding ``candidate`` and ``points`` (the candidate
+            and the baseline are re-evaluated from the registry when absent).
+        candidate: the candidate's name in ``evaluation``.
+        config: run configuration (``k``, ``max_group_gap``, ``min_gain_lower_bound``, ``registered_model_name``).
         if_no_champion: only act when there is no champion yet (leave an existing champion alone).
         tracking_uri: MLflow tracking URI (default ``features.paths.mlflow_tracking_uri()``).
 
     Returns:
         The decision (also set as tags on the version).
     """
+    from training.evaluate import paired_difference
+
     cfg = config or TrainConfig()
     client = _client(tracking_uri)
     name, ver, k = cfg.registered_model_name, str(version), cfg.k
-    cand = dict(candidate_metrics) if candidate_metrics is not None else _evaluate_version(name, ver, test, cfg)
+    if evaluation is None or candidate not in evaluation.per_query:
+        evaluation = _evaluate_version(name, ver, test, cfg, label=CANDIDATE, with_points=True)
+        candidate = CANDIDATE
+    cand = evaluation.report["rankers"][candidate]
     cand_ndcg = float(cand[f"ndcg_{k}"])
     cand_gap = float(cand.get(f"max_group_gap_ndcg_{k}", 0.0))
     current = champion_version(name, client=client)
@@ -183,21 +209,52 @@ def promote(
         reason = f"champion v{current} exists and --if-no-champion was given: aliases left alone"
         decision = PromotionDecision(ver, False, None, reason, cand_ndcg, f"champion v{current}", None, cand_gap)
     else:
-        ref_ndcg: float | None = baseline_ndcg
-        ref_gap: float | None = baseline_gap
+        gain: dict[str, Any] | None = None
+        ref_ndcg: float | None = None
+        ref_gap: float | None = None
         reference = "points baseline"
         if current is not None:
             reference = f"champion v{current}"
-            ref_ndcg = float(_evaluate_version(name, current, test, cfg)[f"ndcg_{k}"])
-            ref_gap = None
+            champ = _evaluate_version(name, current, test, cfg, label=CHAMPION)
+            ref_ndcg = float(champ.report["rankers"][CHAMPION][f"ndcg_{k}"])
+            ref_gap = float(champ.report["rankers"][CHAMPION].get(f"max_group_gap_ndcg_{k}", 0.0))
+            gain = paired_difference(
+                evaluation.per_query[candidate],
+                champ.per_query[CHAMPION],
+                evaluation.query_clients,
+                evaluation.query_kinds,
+                samples=cfg.bootstrap_samples,
+                seed=cfg.seed,
+            )["all"]
+        elif "points" in evaluation.per_query:
+            ref_ndcg = float(evaluation.report["rankers"]["points"][f"ndcg_{k}"])
+            ref_gap = float(evaluation.report["rankers"]["points"].get(f"max_group_gap_ndcg_{k}", 0.0))
+            gain = evaluation.compare(candidate, "points", samples=cfg.bootstrap_samples, seed=cfg.seed)["all"]
         ok, reason = decide(
-            cand_ndcg, cand_gap, ref_ndcg, max_group_gap=cfg.max_group_gap, reference=reference, reference_gap=ref_gap
+            gain,
+            cand_gap,
+            max_group_gap=cfg.max_group_gap,
+            min_gain_lower_bound=cfg.min_gain_lower_bound,
+            reference=reference,
+            reference_gap=ref_gap,
         )
         alias = CHAMPION if ok else CHALLENGER
         client.set_registered_model_alias(name, alias, ver)
         if ok and ver in _alias_versions(client, name, CHALLENGER):
             client.delete_registered_model_alias(name, CHALLENGER)
-        decision = PromotionDecision(ver, ok, alias, reason, cand_ndcg, reference, ref_ndcg, cand_gap)
+        decision = PromotionDecision(
+            ver,
+            ok,
+            alias,
+            reason,
+            cand_ndcg,
+            reference,
+            ref_ndcg,
+            cand_gap,
+            None if gain is None else float(gain["diff"]),
+            None if gain is None else float(gain["lo"]),
+            None if gain is None else float(gain["hi"]),
+        )
     _record(decision, name=name, client=client)
     return decision
 

@@ -1,4 +1,4 @@
-"""Training run: world -> dataset -> LightGBM ranker -> evaluation against baselines -> MLflow run + registry."""
+"""Training run: world -> dataset -> outcome-aware ranker -> evaluation against baselines -> MLflow run + registry."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any, Final
 from training.config import TrainConfig
 
 if TYPE_CHECKING:
+    from models.outcome import OutcomeAwareRanker
     from models.package import PolkuModel
-    from models.rankers import LightGBMRanker
+    from models.rankers import Ranker
     from training.datasets import TrainingData
     from training.evaluate import TestSet
+    from training.outcome_training import OutcomeFit
     from training.promote import PromotionDecision
     from training.world import World
 
@@ -57,37 +59,27 @@ def _stage(desc: str) -> Any:
     return tqdm(total=1, desc=desc, disable=not sys.stderr.isatty(), leave=False)
 
 
-def fit_ranker(data: TrainingData, cfg: TrainConfig) -> LightGBMRanker:
-    """Fit the LightGBM lambdarank ranker on the training table (early stopping on the held-out clients).
+def fit_ranker(data: TrainingData, cfg: TrainConfig) -> OutcomeFit:
+    """Fit the outcome-aware ranker (acceptance model, item effects, outcome stages; see ``models.outcome``).
 
     Args:
-        data: from :func:`training.datasets.build_training_data`.
+        data: from :func:`training.datasets.build_training_data` (its featurizer receives the item effects).
         cfg: run configuration.
 
     Returns:
-        The fitted ranker.
+        The fitted ranker with the item effects and the training data whose rows carry them.
     """
-    from models.rankers import LightGBMRanker
+    from training.outcome_training import fit_outcome_ranker
 
-    params = {"seed": cfg.seed, **cfg.lgb_params}
-    if "min_data_in_leaf" in params:
-        # The regularising leaf size is tuned for the default world (~85k rows); small worlds need smaller leaves.
-        params["min_data_in_leaf"] = min(int(params["min_data_in_leaf"]), max(20, len(data.train.y) // 400))
-    ranker = LightGBMRanker(
-        params=params, num_boost_round=cfg.num_boost_round, early_stopping_rounds=cfg.early_stopping_rounds
-    )
-    eval_set = None if data.valid is None else (data.valid.X, data.valid.y, data.valid.query_ids)
-    return ranker.fit(
-        data.train.X, data.train.y, data.train.query_ids, feature_names=data.train.feature_names, eval_set=eval_set
-    )
+    return fit_outcome_ranker(data, cfg)
 
 
-def build_models(data: TrainingData, ranker: LightGBMRanker | None, cfg: TrainConfig) -> dict[str, PolkuModel]:
+def build_models(data: TrainingData, ranker: Ranker | None, cfg: TrainConfig) -> dict[str, PolkuModel]:
     """The candidate and the baselines as packaged models sharing one fitted featurizer.
 
     Args:
         data: training data (its featurizer is shared).
-        ranker: the fitted LightGBM ranker (None = baselines only).
+        ranker: the fitted ranker (None = baselines only).
         cfg: run configuration.
 
     Returns:
@@ -129,7 +121,7 @@ def ensure_experiment(name: str) -> str:
     return str(exp_id)
 
 
-def _importance_figure(ranker: LightGBMRanker, top: int = 25) -> Any:
+def _importance_figure(ranker: OutcomeAwareRanker, top: int = 25) -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -139,7 +131,7 @@ def _importance_figure(ranker: LightGBMRanker, top: int = 25) -> Any:
     fig, ax = plt.subplots(figsize=(7, max(3.0, 0.28 * len(imp))))
     ax.barh([n for n, _ in imp], [v for _, v in imp], color="#3a6ea5")
     ax.set_xlabel("total gain")
-    ax.set_title("LightGBM feature importance (gain)")
+    ax.set_title("Acceptance model: LightGBM feature importance (gain)")
     fig.tight_layout()
     return fig
 
@@ -157,7 +149,7 @@ def _log_run(
     *,
     world: World,
     data: TrainingData,
-    ranker: LightGBMRanker,
+    fit: OutcomeFit,
     model: PolkuModel,
     test: TestSet,
     report: dict[str, Any],
@@ -170,9 +162,13 @@ def _log_run(
     import mlflow
     import mlflow.data
 
+    from models.outcome import describe
     from models.package import log_polku_model, make_input_example
 
+    ranker = fit.ranker
     mlflow.log_params({**cfg.flat_params(), **_world_params(world)})
+    mlflow.log_params({f"fit.{k}": v for k, v in fit.diagnostics.items()})
+    mlflow.log_text(describe(ranker), "outcome/parameters.json")
     mlflow.log_params(
         {
             "data.train_rows": len(data.train),
@@ -182,6 +178,7 @@ def _log_run(
             "data.train_cohorts": ",".join(map(str, data.split.train_cohorts)),
             "data.test_cohort": data.split.test_cohort,
             "model.best_iteration": ranker.best_iteration_ or cfg.num_boost_round,
+            "model.ranker": ranker.name,
             "model.taxonomy_version": model.metadata["taxonomy_version"],
         }
     )
@@ -257,7 +254,7 @@ def train(
 
     from features.paths import mlflow_tracking_uri
     from training.datasets import build_training_data
-    from training.evaluate import build_test_set, evaluate_models, flat_metrics, markdown_table
+    from training.evaluate import build_test_set, evaluate, flat_metrics, markdown_table
     from training.world import World
 
     cfg = config or TrainConfig()
@@ -272,14 +269,17 @@ def train(
     with _stage("build dataset") as bar:
         data = build_training_data(world, cfg, feedback_data)
         bar.update(1)
-    with _stage("fit LightGBM") as bar:
-        ranker = fit_ranker(data, cfg)
+    with _stage("fit the outcome-aware model") as bar:
+        fit = fit_ranker(data, cfg)
+        data = fit.data
         bar.update(1)
-    models = build_models(data, ranker, cfg)
+    models = build_models(data, fit.ranker, cfg)
     test = build_test_set(world, data.split, cfg)
-    report = evaluate_models(models, test, cfg)
+    evaluation = evaluate(models, test, cfg)
+    report = evaluation.report
     table = markdown_table(report)
     metrics = flat_metrics(report)
+    metrics.update({f"{MODEL_RANKER}.{k}": v for k, v in fit.validation.items()})
     mlflow.set_tracking_uri(tracking_uri or mlflow_tracking_uri())
     ensure_experiment(cfg.experiment)
     decision = None
@@ -289,7 +289,7 @@ def train(
         model_uri, version = _log_run(
             world=world,
             data=data,
-            ranker=ranker,
+            fit=fit,
             model=models[MODEL_RANKER],
             test=test,
             report=report,
@@ -305,9 +305,8 @@ def train(
                 decision = run_gate(
                     version,
                     test=test,
-                    candidate_metrics=report["rankers"][MODEL_RANKER],
-                    baseline_ndcg=report["rankers"]["points"][f"ndcg_{cfg.k}"],
-                    baseline_gap=report["rankers"]["points"].get(f"max_group_gap_ndcg_{cfg.k}"),
+                    evaluation=evaluation,
+                    candidate=MODEL_RANKER,
                     config=cfg,
                     if_no_champion=if_no_champion,
                     tracking_uri=tracking_uri,

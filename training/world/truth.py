@@ -350,18 +350,30 @@ class Truth:
         need -= job * 0.8 * (support == 2)
         return need
 
-    def utility_at(self, c: npt.NDArray[np.int64], i: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
-        """Expected utility for aligned position arrays."""
+    def utility_at(
+        self, c: npt.NDArray[np.int64], i: npt.NDArray[np.int64], exclude: Sequence[str] = ()
+    ) -> npt.NDArray[np.float64]:
+        """Expected utility for aligned position arrays, optionally without some terms (e.g. the latent ones)."""
         comps = self.components(np.asarray(c, dtype=np.int64), np.asarray(i, dtype=np.int64))
+        unknown = sorted(set(exclude) - set(comps))
+        if unknown:
+            raise ValueError(f"exclude: unknown utility term(s) {', '.join(unknown)}")
         total = np.zeros(len(c), dtype=np.float64)
         for name, value in comps.items():
-            total += self.weights[name] * value
+            if name not in exclude:
+                total += self.weights[name] * value
         return total
 
-    def expected_utility(self, client_ids: Sequence[str], opportunity_ids: Sequence[str]) -> npt.NDArray[np.float64]:
-        """Noise-free expected utility of aligned (client, opportunity) pairs (evaluation only, never a feature)."""
+    def expected_utility(
+        self, client_ids: Sequence[str], opportunity_ids: Sequence[str], exclude: Sequence[str] = ()
+    ) -> npt.NDArray[np.float64]:
+        """Noise-free expected utility of aligned (client, opportunity) pairs (evaluation only, never a feature).
+
+        ``exclude`` leaves terms out: ``("quality", "affinity")`` gives the best use of what a model can observe
+        (the *observable ceiling*), ``("affinity",)`` that plus a perfect estimate of each item's quality.
+        """
         c, i = self._positions(client_ids, opportunity_ids)
-        return self.utility_at(c, i)
+        return self.utility_at(c, i, exclude)
 
     def relevance_of(self, utility: npt.NDArray[np.float64]) -> npt.NDArray[np.int8]:
         """Graded relevance 0..4 of utilities, cut at :data:`RELEVANCE_THRESHOLDS`."""
