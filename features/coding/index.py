@@ -1,0 +1,171 @@
+"""Search indexes over ESCO's labels, built from the shipped taxonomy with scikit-learn's vectorisers.
+
+- :class:`OccupationIndex`: every Finnish and English preferred label and every English alternative label of the
+  3,007 occupations, as TF-IDF vectors over stems and over character 3–5-grams of the stems (the n-grams find
+  the parts of Finnish compounds: ``kotihoitoyksikkö`` shares ``hoito`` with ``kotihoito``), plus one *profile*
+  per occupation (its labels and the labels of its essential skills, in both languages) that bridges words the
+  labels lack (``varhaiskasvatuksen opettaja`` → the skill ``opettaa varhaiskasvatuksen opetussisältöjä``).
+- :class:`SkillIndex`: the Finnish and English labels of the 13,896 skills as binary stem sets, to find skills a
+  text names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+
+from features.coding.text import Normaliser
+from features.taxonomy import Taxonomy
+
+FloatArray = npt.NDArray[np.float32]
+ALT_LABEL_WEIGHT = 0.9
+"""An alternative label counts a little less than a preferred one, so that ``plumber`` ranks the occupation
+*plumber* above *pipe welder* (whose alternative labels include ``plumber``)."""
+CHAR_NGRAMS = (3, 5)
+PROFILE_MAX_DF = 0.2
+
+
+def _identity(doc: Sequence[str]) -> Sequence[str]:
+    return doc
+
+
+@dataclass(frozen=True)
+class LabelHit:
+    """The best label of an occupation for a query: its text and its similarity."""
+
+    label: str
+    score: float
+
+
+class OccupationIndex:
+    """Occupation labels and profiles as sparse TF-IDF matrices; ``label_scores`` and ``profile_scores`` per query."""
+
+    def __init__(self, taxonomy: Taxonomy, normaliser: Normaliser) -> None:
+        """Build the index from the taxonomy (about 2 s on one core)."""
+        self.normaliser = normaliser
+        self.uris: list[str] = list(taxonomy.occupation_uris)
+        texts: list[str] = []
+        owners: list[int] = []
+        weights: list[float] = []
+        for i, uri in enumerate(self.uris):
+            seen: set[str] = set()
+            preferred = [taxonomy.occupation_label(uri, "fi"), taxonomy.occupation_label(uri, "en")]
+            for rank, label in enumerate([*preferred, *taxonomy.occupation_alt_labels(uri)]):
+                key = label.strip().lower()
+                if key and key not in seen:
+                    seen.add(key)
+                    texts.append(label.strip())
+                    owners.append(i)
+                    weights.append(1.0 if rank < len(preferred) else ALT_LABEL_WEIGHT)
+        self.labels = texts
+        # Labels are grouped by occupation (owners ascending), so a per-occupation maximum is one reduceat.
+        owner_arr = np.asarray(owners, dtype=np.int64)
+        self._starts = np.flatnonzero(np.r_[True, owner_arr[1:] != owner_arr[:-1]])
+        self._owner_of_start = owner_arr[self._starts]
+        self._owners = owner_arr
+        self._weights = np.asarray(weights, dtype=np.float32)
+        stems = [normaliser.stems(t) for t in texts]
+        self.word_ = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, dtype=np.float32)
+        self._word_t = sp.csr_matrix(self.word_.fit_transform(stems).T)
+        self.char_ = TfidfVectorizer(analyzer="char_wb", ngram_range=CHAR_NGRAMS, sublinear_tf=True, dtype=np.float32)
+        self._char_t = sp.csr_matrix(self.char_.fit_transform([" ".join(s) for s in stems]).T)
+        skill_stems: dict[str, list[str]] = {}  # a skill is essential to many occupations: stem its labels once
+        profiles: list[list[str]] = []
+        for i, uri in enumerate(self.uris):
+            essential, _optional = taxonomy.occupation_skills(uri)
+            profile = [*stems[self._starts[i]], *normaliser.stems(taxonomy.occupation_label(uri, "en"))]
+            for skill in essential:
+                if skill not in skill_stems:
+                    text = f"{taxonomy.skill_label(skill, 'fi')} {taxonomy.skill_label(skill, 'en')}"
+                    skill_stems[skill] = normaliser.stems(text)
+                profile += skill_stems[skill]
+            profiles.append(profile)
+        self.profile_ = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, max_df=PROFILE_MAX_DF, dtype=np.float32)
+        self._profile_t = sp.csr_matrix(self.profile_.fit_transform(profiles).T)
+
+    def label_scores(self, stems: Sequence[str], *, chars: bool, char_weight: float = 0.5) -> FloatArray:
+        """Per label: cosine similarity of the stems (and of their character n-grams when ``chars``), weighted."""
+        word = np.asarray((self.word_.transform([stems]) @ self._word_t).todense(), dtype=np.float32).ravel()
+        if chars:
+            char = np.asarray((self.char_.transform([" ".join(stems)]) @ self._char_t).todense(), dtype=np.float32)
+            word = (1.0 - char_weight) * word + char_weight * char.ravel()
+        return word * self._weights
+
+    def best_per_occupation(self, label_scores: FloatArray) -> FloatArray:
+        """The best label score of each occupation (index aligned with :attr:`uris`)."""
+        out = np.zeros(len(self.uris), dtype=np.float32)
+        out[self._owner_of_start] = np.maximum.reduceat(label_scores, self._starts)
+        return out
+
+    def best_label(self, occupation: int, label_scores: FloatArray) -> LabelHit:
+        """The label of ``occupation`` that scored best."""
+        rows = np.flatnonzero(self._owners == occupation)
+        best = rows[int(np.argmax(label_scores[rows]))]
+        return LabelHit(self.labels[best], float(label_scores[best]))
+
+    def profile_scores(self, stems: Sequence[str]) -> FloatArray:
+        """Per occupation: cosine similarity of the stems with its profile."""
+        return np.asarray((self.profile_.transform([stems]) @ self._profile_t).todense(), dtype=np.float32).ravel()
+
+    def nbytes(self) -> int:
+        """Bytes held by the matrices and arrays (vocabularies not counted)."""
+        mats = (self._word_t, self._char_t, self._profile_t)
+        arrays = sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in mats)
+        return int(arrays + self._weights.nbytes + self._owners.nbytes + self._starts.nbytes)
+
+
+@dataclass(frozen=True)
+class SkillLabel:
+    """One label of a skill as a set of stems."""
+
+    skill: int
+    text: str
+    stems: tuple[str, ...]
+
+
+class SkillIndex:
+    """Skill labels (fi and en, preferred and alternative) as a binary label × stem matrix."""
+
+    MIN_SINGLE_STEM_CHARS = 5
+    """A one-word label must have a stem this long to count (``hoito``, ``care`` alone say too little)."""
+
+    def __init__(self, taxonomy: Taxonomy, normaliser: Normaliser) -> None:
+        """Build the index from the taxonomy."""
+        self.uris: list[str] = list(taxonomy.skill_uris)
+        labels: list[SkillLabel] = []
+        for i, uri in enumerate(self.uris):
+            seen: set[tuple[str, ...]] = set()
+            for text in (
+                taxonomy.skill_label(uri, "fi"),
+                taxonomy.skill_label(uri, "en"),
+                *taxonomy.skill_alt_labels(uri),
+            ):
+                stems = tuple(dict.fromkeys(normaliser.stems(text)))
+                if not stems or stems in seen:
+                    continue
+                if len(stems) == 1 and len(stems[0]) < self.MIN_SINGLE_STEM_CHARS:
+                    continue
+                seen.add(stems)
+                labels.append(SkillLabel(i, text, stems))
+        self.labels = labels
+        self.vocab_ = CountVectorizer(analyzer=_identity, binary=True, dtype=np.float32)
+        self._matrix = sp.csr_matrix(self.vocab_.fit_transform([lab.stems for lab in labels]))
+        self._lengths = np.asarray([len(lab.stems) for lab in labels], dtype=np.float32)
+
+    def covered(self, stems: Sequence[str]) -> npt.NDArray[np.int64]:
+        """Indexes of the labels whose every stem occurs in ``stems``."""
+        present = self.vocab_.transform([list(set(stems))])
+        if present.nnz == 0:
+            return np.zeros(0, dtype=np.int64)
+        counts = np.asarray((self._matrix @ present.T).todense(), dtype=np.float32).ravel()
+        return np.flatnonzero(counts >= self._lengths)
+
+    def nbytes(self) -> int:
+        """Bytes held by the matrix and arrays (vocabulary and label objects not counted)."""
+        m = self._matrix
+        return int(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes + self._lengths.nbytes)
