@@ -20,15 +20,15 @@ from typing import Final, Literal
 
 import numpy as np
 
-from features.coding.index import OccupationIndex, SkillIndex
-from features.coding.text import Lang, Normaliser, Token, check_text, detect_language, head_segment
+from features.coding.index import OccupationIndex, SkillIndex, compound_vocabulary
+from features.coding.text import Lang, Normaliser, Token, check_text, detect_language, head_segment, parts_of
 from features.taxonomy import Taxonomy, default_taxonomy
 
 CODER_VERSION: Final = "snowball-tfidf-1"
 """Changes whenever the scoring changes (answers name it next to the taxonomy version)."""
 HEAD_WEIGHT: Final = 1.0
 FULL_WEIGHT: Final = 1.0
-PROFILE_WEIGHT: Final = 0.6
+PROFILE_WEIGHT: Final = 1.0
 SHORT_TEXT_CHARS: Final = 200
 """Up to this length the whole text is also matched by character n-grams (longer texts by stems only)."""
 MAX_SKILL_MENTIONS: Final = 20
@@ -74,6 +74,7 @@ class Coder:
         start = time.perf_counter()
         self.taxonomy = taxonomy
         self.normaliser = Normaliser()
+        self.normaliser.use_compounds(compound_vocabulary(taxonomy, self.normaliser))
         self.occupations = OccupationIndex(taxonomy, self.normaliser)
         self.skills = SkillIndex(taxonomy, self.normaliser)
         self.build_seconds = time.perf_counter() - start
@@ -105,16 +106,18 @@ class Coder:
         if not stems:
             notes.append("no words of the text are known to the ESCO labels")
             return CodingResult(used, lang is None, _coverage(used), [], [], notes)
-        occupations = self._rank(clean, used, stems, k)
+        occupations = self._rank(clean, used, tokens, k)
         if not occupations:
             notes.append("no words of the text are known to the ESCO labels")
         return CodingResult(used, lang is None, _coverage(used), occupations, self._skills(tokens), notes)
 
-    def _rank(self, text: str, lang: Lang, stems: list[str], k: int) -> list[OccupationMatch]:
+    def _rank(self, text: str, lang: Lang, tokens: list[Token], k: int) -> list[OccupationMatch]:
         idx = self.occupations
-        head = self.normaliser.stems(head_segment(text), lang) or stems
-        head_labels = idx.label_scores(head, chars=True)
-        full_labels = idx.label_scores(stems, chars=len(text) <= SHORT_TEXT_CHARS)
+        stems = [t.stem for t in tokens if not t.part]
+        head_tokens = self.normaliser.tokens(head_segment(text), lang) or tokens
+        head = [t.stem for t in head_tokens if not t.part] or stems
+        head_labels = idx.label_scores(head, parts_of(head_tokens), chars=True)
+        full_labels = idx.label_scores(stems, parts_of(tokens), chars=len(text) <= SHORT_TEXT_CHARS)
         profile_head = idx.profile_scores(head)
         profile_full = idx.profile_scores(stems) if head != stems else profile_head
         total = (

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
-from features.coding.text import Normaliser
+from features.coding.text import MIN_PART_CHARS, STOPWORDS, Normaliser
 from features.taxonomy import Taxonomy
 
 FloatArray = npt.NDArray[np.float32]
@@ -27,11 +28,32 @@ ALT_LABEL_WEIGHT = 0.9
 """An alternative label counts a little less than a preferred one, so that ``plumber`` ranks the occupation
 *plumber* above *pipe welder* (whose alternative labels include ``plumber``)."""
 CHAR_NGRAMS = (3, 5)
+WORD_WEIGHT = 1.0
+PART_WEIGHT = 1.0
+CHAR_WEIGHT = 1.0
 PROFILE_MAX_DF = 0.2
+_WORDS = re.compile(r"[^\W\d_]+")
 
 
 def _identity(doc: Sequence[str]) -> Sequence[str]:
     return doc
+
+
+def _dense(row: sp.spmatrix) -> FloatArray:
+    return np.asarray(row.todense(), dtype=np.float32).ravel()
+
+
+def compound_vocabulary(taxonomy: Taxonomy, normaliser: Normaliser) -> dict[str, int]:
+    """Stem → number of Finnish ESCO labels (occupations and skills) that use it as a word of its own."""
+    counts: dict[str, int] = {}
+    texts = [taxonomy.occupation_label(u, "fi") for u in taxonomy.occupation_uris]
+    texts += [taxonomy.skill_label(u, "fi") for u in taxonomy.skill_uris]
+    for text in texts:
+        for word in set(_WORDS.findall(text.lower())):
+            if len(word) >= MIN_PART_CHARS and word not in STOPWORDS:
+                stem = normaliser.stem(word)
+                counts[stem] = counts.get(stem, 0) + 1
+    return counts
 
 
 @dataclass(frozen=True)
@@ -69,9 +91,12 @@ class OccupationIndex:
         self._owner_of_start = owner_arr[self._starts]
         self._owners = owner_arr
         self._weights = np.asarray(weights, dtype=np.float32)
-        stems = [normaliser.stems(t) for t in texts]
+        analysed = [normaliser.analyse(t) for t in texts]
+        stems = [a[0] for a in analysed]
         self.word_ = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, dtype=np.float32)
         self._word_t = sp.csr_matrix(self.word_.fit_transform(stems).T)
+        self.part_ = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, dtype=np.float32)
+        self._part_t = sp.csr_matrix(self.part_.fit_transform([a[1] for a in analysed]).T)
         self.char_ = TfidfVectorizer(analyzer="char_wb", ngram_range=CHAR_NGRAMS, sublinear_tf=True, dtype=np.float32)
         self._char_t = sp.csr_matrix(self.char_.fit_transform([" ".join(s) for s in stems]).T)
         skill_stems: dict[str, list[str]] = {}  # a skill is essential to many occupations: stem its labels once
@@ -88,13 +113,19 @@ class OccupationIndex:
         self.profile_ = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, max_df=PROFILE_MAX_DF, dtype=np.float32)
         self._profile_t = sp.csr_matrix(self.profile_.fit_transform(profiles).T)
 
-    def label_scores(self, stems: Sequence[str], *, chars: bool, char_weight: float = 0.5) -> FloatArray:
-        """Per label: cosine similarity of the stems (and of their character n-grams when ``chars``), weighted."""
-        word = np.asarray((self.word_.transform([stems]) @ self._word_t).todense(), dtype=np.float32).ravel()
+    def label_scores(self, stems: Sequence[str], parts: Sequence[str], *, chars: bool) -> FloatArray:
+        """Per label: weighted cosine similarities of stems, compound parts and (with ``chars``) character n-grams.
+
+        The mean is multiplied by the label's weight (alternative labels count a little less).
+        """
+        score = WORD_WEIGHT * _dense(self.word_.transform([stems]) @ self._word_t)
+        score += PART_WEIGHT * _dense(self.part_.transform([parts]) @ self._part_t)
         if chars:
-            char = np.asarray((self.char_.transform([" ".join(stems)]) @ self._char_t).todense(), dtype=np.float32)
-            word = (1.0 - char_weight) * word + char_weight * char.ravel()
-        return word * self._weights
+            score += CHAR_WEIGHT * _dense(self.char_.transform([" ".join(stems)]) @ self._char_t)
+            score /= WORD_WEIGHT + PART_WEIGHT + CHAR_WEIGHT
+        else:
+            score /= WORD_WEIGHT + PART_WEIGHT
+        return score * self._weights
 
     def best_per_occupation(self, label_scores: FloatArray) -> FloatArray:
         """The best label score of each occupation (index aligned with :attr:`uris`)."""
@@ -110,11 +141,11 @@ class OccupationIndex:
 
     def profile_scores(self, stems: Sequence[str]) -> FloatArray:
         """Per occupation: cosine similarity of the stems with its profile."""
-        return np.asarray((self.profile_.transform([stems]) @ self._profile_t).todense(), dtype=np.float32).ravel()
+        return _dense(self.profile_.transform([stems]) @ self._profile_t)
 
     def nbytes(self) -> int:
         """Bytes held by the matrices and arrays (vocabularies not counted)."""
-        mats = (self._word_t, self._char_t, self._profile_t)
+        mats = (self._word_t, self._part_t, self._char_t, self._profile_t)
         arrays = sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in mats)
         return int(arrays + self._weights.nbytes + self._owners.nbytes + self._starts.nbytes)
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
-from functools import lru_cache
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 from features.coding.swedish import SWEDISH_GLOSSARY, SWEDISH_MARKERS
 from features.errors import PolkuError
@@ -77,13 +75,13 @@ def check_text(text: str) -> str:
     return clean
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
-    """One word of a text: its surface form, its stem and its position (word index)."""
+class Token(NamedTuple):
+    """One word of a text: surface form, stem, position (word index), and whether it is a compound's part."""
 
     surface: str
     stem: str
     position: int
+    part: bool = False
 
 
 def detect_language(text: str) -> Lang:
@@ -109,8 +107,18 @@ def _looks_english(words: list[str]) -> bool:
     return hits > finnish
 
 
+MIN_COMPOUND_CHARS: Final = 7
+_WORD_CACHE_SIZE: Final = 500_000
+MIN_PART_CHARS: Final = 3
+
+
 class Normaliser:
-    """Words → Snowball stems (English, then Finnish), Swedish words through a small glossary; cached per word."""
+    """Words → Snowball stems (English, then Finnish), Swedish words through a small glossary; cached per word.
+
+    With a compound vocabulary (:meth:`use_compounds`), a long word also yields the stems of its parts when both
+    parts are known words (``kassatyöntekijä`` → ``kassa`` + ``työntekijä``; Koehn and Knight's frequency-based
+    splitting, with the ESCO labels' own words as the vocabulary), so compounds that share a part match.
+    """
 
     def __init__(self) -> None:
         """Create the stemmers (``snowballstemmer`` uses PyStemmer's C code when it is installed)."""
@@ -118,14 +126,55 @@ class Normaliser:
 
         self._fi = snowballstemmer.stemmer("finnish")
         self._en = snowballstemmer.stemmer("english")
-        self._stem = lru_cache(maxsize=200_000)(self._stem_uncached)
-
-    def _stem_uncached(self, word: str) -> str:
-        return str(self._fi.stemWord(self._en.stemWord(word)))
+        self._known: dict[str, int] = {}
+        self._words: dict[str, tuple[str, tuple[str, ...]]] = {}
 
     def stem(self, word: str) -> str:
         """The stem of one lower-case word."""
-        return self._stem(word)
+        return str(self._fi.stemWord(self._en.stemWord(word)))
+
+    def use_compounds(self, known: dict[str, int]) -> None:
+        """Split compounds into known stems from now on (``known``: stem → frequency in the label words)."""
+        self._known = dict(known)
+        self._words.clear()
+
+    def word(self, word: str) -> tuple[str, tuple[str, ...]]:
+        """The stem of a lower-case word and the stems of its compound parts (``()`` when it is none); cached."""
+        hit = self._words.get(word)
+        if hit is None:
+            hit = (self.stem(word), self._split(word))
+            if len(self._words) < _WORD_CACHE_SIZE:
+                self._words[word] = hit
+        return hit
+
+    def _split(self, word: str, depth: int = 0) -> tuple[str, ...]:
+        """Stems of the parts of ``word``, or ``()`` when it is not a known compound.
+
+        The stemmer only changes a word's ending, so the last part's stem is a suffix of the compound's stem:
+        only suffixes that are known stems are tried. The left part must be a known word itself or, once, a
+        compound of known words (``erityis|koulunkäynti|avustaja``); a known left part is not split further.
+        """
+        if len(word) < MIN_COMPOUND_CHARS or not self._known or depth > 1:
+            return ()
+        stem = self.stem(word)
+        best: tuple[float, tuple[str, ...], str] | None = None
+        for i in range(MIN_PART_CHARS, len(stem) - MIN_PART_CHARS + 1):
+            right = stem[i:].lstrip("-")
+            fr = self._known.get(right, 0)
+            if not fr:
+                continue
+            left = word[:i].rstrip("-")
+            if len(left) < MIN_PART_CHARS:
+                continue
+            left_stem = self.stem(left)
+            fl = self._known.get(left_stem, 0)
+            left_parts: tuple[str, ...] = (left_stem,)
+            if not fl:
+                left_parts = self._split(left, depth + 1)
+                fl = min((self._known.get(p, 0) for p in left_parts), default=0)
+            if fl and (best is None or fl * fr > best[0]):
+                best = (float(fl * fr), left_parts, right)
+        return () if best is None else (*best[1], best[2])
 
     def tokens(self, text: str, lang: Lang = "fi") -> list[Token]:
         """Words of ``text`` with their stems, stop words left out; Swedish words are first put into English."""
@@ -138,19 +187,47 @@ class Normaliser:
                 english = _swedish_to_english(word)
                 if english is not None:
                     for part in english.split():
-                        out.append(Token(surface, self._stem(part), position))
+                        out.append(Token(surface, self.stem(part), position))
                         position += 1
                     continue
             if word in STOPWORDS or len(word) < 2:
                 position += 1
                 continue
-            out.append(Token(surface, self._stem(word), position))
+            stem, parts = self.word(word)
+            out.append(Token(surface, stem, position))
+            for part in parts:
+                out.append(Token(surface, part, position, True))
             position += 1
         return out
 
+    def analyse(self, text: str) -> tuple[list[str], list[str]]:
+        """Fast path for indexing: the whole words' stems and the parts view (see :func:`parts_of`)."""
+        stems: list[str] = []
+        parts: list[str] = []
+        for word in _WORD.findall(text.lower()):
+            if word in STOPWORDS or len(word) < 2:
+                continue
+            stem, split = self.word(word)
+            stems.append(stem)
+            parts.extend(split or (stem,))
+        return stems, parts
+
     def stems(self, text: str, lang: Lang = "fi") -> list[str]:
-        """Only the stems of :meth:`tokens`."""
-        return [t.stem for t in self.tokens(text, lang)]
+        """The whole words' stems of :meth:`tokens` (no compound parts)."""
+        if lang != "sv":
+            return self.analyse(text)[0]
+        return [t.stem for t in self.tokens(text, lang) if not t.part]
+
+
+def parts_of(tokens: list[Token]) -> list[str]:
+    """Each word as its compound parts' stems, or as its own stem when it is not a compound."""
+    out: list[str] = []
+    for i, t in enumerate(tokens):
+        if t.part:
+            out.append(t.stem)
+        elif i + 1 >= len(tokens) or not tokens[i + 1].part:
+            out.append(t.stem)
+    return out
 
 
 def _swedish_to_english(word: str) -> str | None:
