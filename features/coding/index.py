@@ -20,7 +20,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
-from features.coding.text import MIN_PART_CHARS, STOPWORDS, Normaliser
+from features.coding.text import MIN_PART_CHARS, STOPWORDS, Lang, Normaliser
 from features.taxonomy import Taxonomy
 
 FloatArray = npt.NDArray[np.float32]
@@ -72,6 +72,7 @@ class OccupationIndex:
         self.normaliser = normaliser
         self.uris: list[str] = list(taxonomy.occupation_uris)
         texts: list[str] = []
+        langs: list[Lang] = []
         owners: list[int] = []
         weights: list[float] = []
         for i, uri in enumerate(self.uris):
@@ -82,6 +83,7 @@ class OccupationIndex:
                 if key and key not in seen:
                     seen.add(key)
                     texts.append(label.strip())
+                    langs.append("fi" if rank == 0 else "en")
                     owners.append(i)
                     weights.append(1.0 if rank < len(preferred) else ALT_LABEL_WEIGHT)
         self.labels = texts
@@ -91,7 +93,7 @@ class OccupationIndex:
         self._owner_of_start = owner_arr[self._starts]
         self._owners = owner_arr
         self._weights = np.asarray(weights, dtype=np.float32)
-        analysed = [normaliser.analyse(t) for t in texts]
+        analysed = [normaliser.analyse(t, lang) for t, lang in zip(texts, langs, strict=True)]
         stems = [a[0] for a in analysed]
         self.word_ = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, dtype=np.float32)
         self._word_t = sp.csr_matrix(self.word_.fit_transform(stems).T)
@@ -103,11 +105,11 @@ class OccupationIndex:
         profiles: list[list[str]] = []
         for i, uri in enumerate(self.uris):
             essential, _optional = taxonomy.occupation_skills(uri)
-            profile = [*stems[self._starts[i]], *normaliser.stems(taxonomy.occupation_label(uri, "en"))]
+            profile = [*stems[self._starts[i]], *normaliser.stems(taxonomy.occupation_label(uri, "en"), "en")]
             for skill in essential:
                 if skill not in skill_stems:
-                    text = f"{taxonomy.skill_label(skill, 'fi')} {taxonomy.skill_label(skill, 'en')}"
-                    skill_stems[skill] = normaliser.stems(text)
+                    fi = normaliser.stems(taxonomy.skill_label(skill, "fi"), "fi")
+                    skill_stems[skill] = fi + normaliser.stems(taxonomy.skill_label(skill, "en"), "en")
                 profile += skill_stems[skill]
             profiles.append(profile)
         self.profile_ = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, max_df=PROFILE_MAX_DF, dtype=np.float32)
@@ -171,12 +173,10 @@ class SkillIndex:
         labels: list[SkillLabel] = []
         for i, uri in enumerate(self.uris):
             seen: set[tuple[str, ...]] = set()
-            for text in (
-                taxonomy.skill_label(uri, "fi"),
-                taxonomy.skill_label(uri, "en"),
-                *taxonomy.skill_alt_labels(uri),
-            ):
-                stems = tuple(dict.fromkeys(normaliser.stems(text)))
+            texts: list[tuple[str, Lang]] = [(taxonomy.skill_label(uri, "fi"), "fi")]
+            texts += [(taxonomy.skill_label(uri, "en"), "en"), *((alt, "en") for alt in taxonomy.skill_alt_labels(uri))]
+            for text, lang in texts:
+                stems = tuple(dict.fromkeys(normaliser.stems(text, lang)))
                 if not stems or stems in seen:
                     continue
                 if len(stems) == 1 and len(stems[0]) < self.MIN_SINGLE_STEM_CHARS:

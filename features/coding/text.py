@@ -1,10 +1,10 @@
 """Plain-text checks, tokens and Finnish-aware normalisation (Snowball stems) for the occupation coder.
 
-The normaliser turns every word into a Snowball stem: the Finnish stemmer after the English one, so that
-``lähihoitajaksi``, ``lähihoitajan`` and ``lähihoitajille`` all become ``lähihoitaj`` and ``nurses`` becomes
-``nurs``. The same chain is applied to ESCO's labels and to the caller's text, so a stem never has to be a
-real word, only the same on both sides. ``docs/coding.md`` explains why Snowball was chosen over simplemma and
-Voikko (measured there).
+The normaliser turns every word into a Snowball stem of its language: ``lähihoitajaksi``, ``lähihoitajan`` and
+``lähihoitajille`` all become ``lähihoitaj`` (Finnish), ``nurses`` becomes ``nurs`` (English). ESCO's Finnish
+labels go through the Finnish stemmer and its English labels through the English one; the caller's text through
+the stemmer of its (given or guessed) language. A stem never has to be a real word, only the same on both sides.
+``docs/coding.md`` explains why Snowball was chosen over simplemma and Voikko (measured there).
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ MIN_PART_CHARS: Final = 3
 
 
 class Normaliser:
-    """Words → Snowball stems (English, then Finnish), Swedish words through a small glossary; cached per word.
+    """Words → Snowball stems of the text's language; Swedish words through a small glossary; cached per word.
 
     With a compound vocabulary (:meth:`use_compounds`), a long word also yields the stems of its parts when both
     parts are known words (``kassatyöntekijä`` → ``kassa`` + ``työntekijä``; Koehn and Knight's frequency-based
@@ -129,22 +129,23 @@ class Normaliser:
         self._known: dict[str, int] = {}
         self._words: dict[str, tuple[str, tuple[str, ...]]] = {}
 
-    def stem(self, word: str) -> str:
-        """The stem of one lower-case word."""
-        return str(self._fi.stemWord(self._en.stemWord(word)))
+    def stem(self, word: str, lang: Lang = "fi") -> str:
+        """The stem of one lower-case word: Finnish Snowball for fi, English Snowball for en and sv."""
+        return str((self._fi if lang == "fi" else self._en).stemWord(word))
 
     def use_compounds(self, known: dict[str, int]) -> None:
         """Split compounds into known stems from now on (``known``: stem → frequency in the label words)."""
         self._known = dict(known)
         self._words.clear()
 
-    def word(self, word: str) -> tuple[str, tuple[str, ...]]:
-        """The stem of a lower-case word and the stems of its compound parts (``()`` when it is none); cached."""
-        hit = self._words.get(word)
+    def word(self, word: str, lang: Lang = "fi") -> tuple[str, tuple[str, ...]]:
+        """The stem of a lower-case word and the stems of its compound parts (Finnish only; ``()`` when none)."""
+        key = word if lang == "fi" else f"{lang}:{word}"
+        hit = self._words.get(key)
         if hit is None:
-            hit = (self.stem(word), self._split(word))
+            hit = (self.stem(word), self._split(word)) if lang == "fi" else (self.stem(word, lang), ())
             if len(self._words) < _WORD_CACHE_SIZE:
-                self._words[word] = hit
+                self._words[key] = hit
         return hit
 
     def _split(self, word: str, depth: int = 0) -> tuple[str, ...]:
@@ -187,27 +188,27 @@ class Normaliser:
                 english = _swedish_to_english(word)
                 if english is not None:
                     for part in english.split():
-                        out.append(Token(surface, self.stem(part), position))
+                        out.append(Token(surface, self.stem(part, "en"), position))
                         position += 1
                     continue
             if word in STOPWORDS or len(word) < 2:
                 position += 1
                 continue
-            stem, parts = self.word(word)
+            stem, parts = self.word(word, lang)
             out.append(Token(surface, stem, position))
             for part in parts:
                 out.append(Token(surface, part, position, True))
             position += 1
         return out
 
-    def analyse(self, text: str) -> tuple[list[str], list[str]]:
-        """Fast path for indexing: the whole words' stems and the parts view (see :func:`parts_of`)."""
+    def analyse(self, text: str, lang: Lang = "fi") -> tuple[list[str], list[str]]:
+        """Fast path for fi and en: the whole words' stems and the parts view (see :func:`parts_of`)."""
         stems: list[str] = []
         parts: list[str] = []
         for word in _WORD.findall(text.lower()):
             if word in STOPWORDS or len(word) < 2:
                 continue
-            stem, split = self.word(word)
+            stem, split = self.word(word, lang)
             stems.append(stem)
             parts.extend(split or (stem,))
         return stems, parts
@@ -215,7 +216,7 @@ class Normaliser:
     def stems(self, text: str, lang: Lang = "fi") -> list[str]:
         """The whole words' stems of :meth:`tokens` (no compound parts)."""
         if lang != "sv":
-            return self.analyse(text)[0]
+            return self.analyse(text, lang)[0]
         return [t.stem for t in self.tokens(text, lang) if not t.part]
 
 
