@@ -125,10 +125,15 @@ def test_plain_text_with_punctuation_is_accepted() -> None:
     )
 
 
-def test_language_detection() -> None:
-    assert detect_language("lähihoitaja, kotihoitoon") == "fi"
-    assert detect_language("Bus driver, city routes") == "en"
-    assert detect_language("lärare inom småbarnspedagogik") == "sv"
+def test_language_detection_uses_the_label_words_of_each_language(coder: Coder) -> None:
+    vocabulary = coder.vocabulary
+    assert detect_language("lähihoitaja, kotihoitoon", vocabulary) == "fi"
+    assert detect_language("Taksinkuljettaja", vocabulary) == "fi"
+    assert detect_language("Bus driver, city routes", vocabulary) == "en"
+    assert detect_language("Registered nurse, elderly care", vocabulary) == "en"
+    assert detect_language("lärare inom småbarnspedagogik", vocabulary) == "sv"
+    assert detect_language("Hän on tehnyt töitä kokkina") == "fi"
+    assert detect_language("He worked as a cook and a cleaner") == "en"
 
 
 def test_k_out_of_range_is_refused(coder: Coder) -> None:

@@ -20,8 +20,17 @@ from typing import Final, Literal
 
 import numpy as np
 
-from features.coding.index import OccupationIndex, SkillIndex, compound_vocabulary
-from features.coding.text import Lang, Normaliser, Token, check_text, detect_language, head_segment, parts_of
+from features.coding.index import OccupationIndex, SkillIndex, compound_vocabulary, english_words
+from features.coding.text import (
+    Lang,
+    LanguageVocabulary,
+    Normaliser,
+    Token,
+    check_text,
+    detect_language,
+    head_segment,
+    parts_of,
+)
 from features.taxonomy import Taxonomy, default_taxonomy
 
 CODER_VERSION: Final = "snowball-tfidf-1"
@@ -32,6 +41,7 @@ PROFILE_WEIGHT: Final = 1.0
 SHORT_TEXT_CHARS: Final = 200
 """Up to this length the whole text is also matched by character n-grams (longer texts by stems only)."""
 MAX_SKILL_MENTIONS: Final = 20
+
 Coverage = Literal["full", "limited"]
 
 
@@ -74,7 +84,9 @@ class Coder:
         start = time.perf_counter()
         self.taxonomy = taxonomy
         self.normaliser = Normaliser()
-        self.normaliser.use_compounds(compound_vocabulary(taxonomy, self.normaliser))
+        finnish = compound_vocabulary(taxonomy, self.normaliser)
+        self.normaliser.use_compounds(finnish)
+        self.vocabulary = LanguageVocabulary(english_words(taxonomy), frozenset(finnish), self.normaliser.stem)
         self.occupations = OccupationIndex(taxonomy, self.normaliser)
         self.skills = SkillIndex(taxonomy, self.normaliser)
         self.build_seconds = time.perf_counter() - start
@@ -94,7 +106,7 @@ class Coder:
         if not 1 <= k <= 50:
             raise ValueError("k must be between 1 and 50")
         clean = check_text(text)
-        used: Lang = lang or detect_language(clean)
+        used: Lang = lang or detect_language(clean, self.vocabulary)
         tokens = self.normaliser.tokens(clean, used)
         stems = [t.stem for t in tokens]
         notes: list[str] = []

@@ -43,6 +43,13 @@ def _dense(row: sp.spmatrix) -> FloatArray:
     return np.asarray(row.todense(), dtype=np.float32).ravel()
 
 
+def english_words(taxonomy: Taxonomy) -> frozenset[str]:
+    """Lower-case words of ESCO's English preferred labels (occupations and skills)."""
+    texts = [taxonomy.occupation_label(u, "en") for u in taxonomy.occupation_uris]
+    texts += [taxonomy.skill_label(u, "en") for u in taxonomy.skill_uris]
+    return frozenset(w for t in texts for w in _WORDS.findall(t.lower()) if w not in STOPWORDS)
+
+
 def compound_vocabulary(taxonomy: Taxonomy, normaliser: Normaliser) -> dict[str, int]:
     """Stem → number of Finnish ESCO labels (occupations and skills) that use it as a word of its own."""
     counts: dict[str, int] = {}

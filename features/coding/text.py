@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from typing import Final, Literal, NamedTuple
 
 from features.coding.swedish import SWEDISH_GLOSSARY, SWEDISH_MARKERS
@@ -84,27 +85,34 @@ class Token(NamedTuple):
     part: bool = False
 
 
-def detect_language(text: str) -> Lang:
-    """Guess fi, sv or en from function words and letters (titles without such words count as Finnish)."""
+class LanguageVocabulary(NamedTuple):
+    """Words that mark a language: English label words, and stems of Finnish label words with their stemmer."""
+
+    english_words: frozenset[str]
+    finnish_stems: frozenset[str]
+    finnish_stem: Callable[[str], str]
+
+
+def detect_language(text: str, vocabulary: LanguageVocabulary | None = None) -> Lang:
+    """Guess fi, sv or en: Swedish function words, then which language's ESCO label words the text uses.
+
+    Without a vocabulary only function words and the letters ä and ö count. Ties go to Finnish.
+    """
     words = [w.lower() for w in _WORD.findall(text)]
     sv = sum(w in SWEDISH_MARKERS for w in words) + 2 * ("å" in text.lower())
     en = sum(w in _EN_WORDS for w in words)
-    fi = sum(w in _FI_WORDS for w in words) + sum(ch in _FI_LETTERS for ch in text.lower())
+    fi = sum(w in _FI_WORDS for w in words)
+    if "å" not in text.lower():  # Swedish writes ä and ö too
+        fi += sum(ch in _FI_LETTERS for ch in text.lower())
+    if vocabulary is not None:
+        for w in words:
+            in_en = w in vocabulary.english_words
+            in_fi = vocabulary.finnish_stem(w) in vocabulary.finnish_stems
+            en += in_en and not in_fi
+            fi += in_fi and not in_en
     if sv > max(en, fi, 0):
         return "sv"
-    if en > fi:
-        return "en"
-    if fi == 0 and words and all(w.isascii() for w in words) and _looks_english(words):
-        return "en"
-    return "fi"
-
-
-def _looks_english(words: list[str]) -> bool:
-    """Titles such as ``Plumber`` or ``Bus driver``: English-only endings and no Finnish vowel harmony markers."""
-    endings = ("er", "or", "ist", "ant", "ent", "ian", "man", "ess", "ive", "ic", "ee", "ing")
-    hits = sum(w.endswith(endings) for w in words)
-    finnish = sum(w.endswith(("ja", "jä", "ija", "aja", "äjä", "isti", "nen", "tti", "kko")) for w in words)
-    return hits > finnish
+    return "en" if en > fi else "fi"
 
 
 MIN_COMPOUND_CHARS: Final = 7
