@@ -35,15 +35,18 @@ def test_suggest_ranks_occupations_with_isco_codes_and_skills(api: ApiEnv, text:
     r = _suggest(api, {"text": text, "k": 3})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["language"] == "fi" and body["coverage"] == "full"
+    assert body["language"] == "fi"
+    assert body["coverage"] == "full"
     top = body["occupations"][0]
     assert top == {**top, "rank": 1, "esco_uri": HEALTHCARE_ASSISTANT, "isco": "5321", "label_fi": "lähihoitaja"}
     assert len(body["occupations"]) == 3
     skills = body["top_occupation_skills"]
     assert skills["esco_uri"] == HEALTHCARE_ASSISTANT
-    assert skills["essential"] and skills["optional"]
+    assert skills["essential"]
+    assert skills["optional"]
     assert all(s["uri"].startswith("http://data.europa.eu/esco/skill/") for s in skills["essential"])
-    assert body["taxonomy_version"] and body["coder_version"]
+    assert body["taxonomy_version"]
+    assert body["coder_version"]
 
 
 def test_suggest_english_and_swedish(api: ApiEnv) -> None:
@@ -51,7 +54,8 @@ def test_suggest_english_and_swedish(api: ApiEnv) -> None:
     assert en["language"] == "en"
     assert any(o["isco"] == "2221" for o in en["occupations"])
     sv = _suggest(api, {"text": "barnskötare inom småbarnspedagogik"}).json()
-    assert sv["language"] == "sv" and sv["coverage"] == "limited"
+    assert sv["language"] == "sv"
+    assert sv["coverage"] == "limited"
     assert any("Swedish" in n for n in sv["notes"])
     assert sv["occupations"][0]["isco"].startswith("53")
 
@@ -81,7 +85,8 @@ def test_counsellor_note_is_audited_but_never_stored_or_logged(api: ApiEnv, capl
         dumped = json.dumps([[str(getattr(row, c.name)) for c in row.__table__.columns] for row in repo.audit_rows(s)])
     assert "Zyxwv" not in dumped
     logged = "\n".join(f"{rec.getMessage()} {rec.args!r}" for rec in caplog.records if rec.name != "httpx")
-    assert "Zyxwv" not in logged and "Mogadishu" not in logged
+    assert "Zyxwv" not in logged
+    assert "Mogadishu" not in logged
 
 
 @pytest.mark.parametrize(
@@ -163,7 +168,8 @@ def test_put_draft_with_coding_proposes_codes_and_stores_nothing(api: ApiEnv) ->
     assert r.status_code == 201, r.text
     stored = api.client.get("/v1/opportunities/hel-draft-001", headers=h).json()["opportunity"]
     assert stored["occupation"]["esco_uri"] == HEALTHCARE_ASSISTANT
-    assert "coding" not in stored and "confirm" not in stored
+    assert "coding" not in stored
+    assert "confirm" not in stored
     assert api.client.delete("/v1/opportunities/hel-draft-001", headers=h).status_code == 200
 
 
@@ -218,7 +224,8 @@ def test_polku_code_prints_the_ranked_codes() -> None:
 
     result = CliRunner().invoke(app, ["code", "lähihoitaja, kotihoitoon", "--k", "3"])
     assert result.exit_code == 0, result.output
-    assert "ISCO 5321" in result.output and "lähihoitaja" in result.output
+    assert "ISCO 5321" in result.output
+    assert "lähihoitaja" in result.output
     result = CliRunner().invoke(app, ["code", "barnskötare inom småbarnspedagogik", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["coverage"] == "limited"
