@@ -130,8 +130,10 @@ class Coder:
         head = [t.stem for t in head_tokens if not t.part] or stems
         head_labels = idx.label_scores(head, parts_of(head_tokens), chars=True)
         full_labels = idx.label_scores(stems, parts_of(tokens), chars=len(text) <= SHORT_TEXT_CHARS)
-        profile_head = idx.profile_scores(head)
-        profile_full = idx.profile_scores(stems) if head != stems else profile_head
+        head_parts = [p for p in parts_of(head_tokens) if p not in head]
+        profile_head = idx.profile_scores(head + head_parts)
+        full_parts = [p for p in parts_of(tokens) if p not in stems]
+        profile_full = idx.profile_scores(stems + full_parts) if head != stems else profile_head
         total = (
             HEAD_WEIGHT * idx.best_per_occupation(head_labels)
             + FULL_WEIGHT * idx.best_per_occupation(full_labels)

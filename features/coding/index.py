@@ -112,11 +112,17 @@ class OccupationIndex:
         profiles: list[list[str]] = []
         for i, uri in enumerate(self.uris):
             essential, _optional = taxonomy.occupation_skills(uri)
-            profile = [*stems[self._starts[i]], *normaliser.stems(taxonomy.occupation_label(uri, "en"), "en")]
+            first = self._starts[i]
+            profile = [
+                *stems[first],
+                *analysed[first][1],
+                *normaliser.stems(taxonomy.occupation_label(uri, "en"), "en"),
+            ]
             for skill in essential:
                 if skill not in skill_stems:
-                    fi = normaliser.stems(taxonomy.skill_label(skill, "fi"), "fi")
-                    skill_stems[skill] = fi + normaliser.stems(taxonomy.skill_label(skill, "en"), "en")
+                    fi_stems, fi_parts = normaliser.analyse(taxonomy.skill_label(skill, "fi"), "fi")
+                    en_stems = normaliser.stems(taxonomy.skill_label(skill, "en"), "en")
+                    skill_stems[skill] = fi_stems + [p for p in fi_parts if p not in fi_stems] + en_stems
                 profile += skill_stems[skill]
             profiles.append(profile)
         self.profile_ = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, max_df=PROFILE_MAX_DF, dtype=np.float32)
