@@ -41,6 +41,7 @@ PROFILE_WEIGHT: Final = 1.0
 SHORT_TEXT_CHARS: Final = 200
 """Up to this length the whole text is also matched by character n-grams (longer texts by stems only)."""
 MAX_SKILL_MENTIONS: Final = 20
+SLASH_ALTERNATIVES = True
 
 Coverage = Literal["full", "limited"]
 
@@ -126,9 +127,18 @@ class Coder:
     def _rank(self, text: str, lang: Lang, tokens: list[Token], k: int) -> list[OccupationMatch]:
         idx = self.occupations
         stems = [t.stem for t in tokens if not t.part]
-        head_tokens = self.normaliser.tokens(head_segment(text), lang) or tokens
+        head_text = head_segment(text)
+        head_tokens = self.normaliser.tokens(head_text, lang) or tokens
         head = [t.stem for t in head_tokens if not t.part] or stems
         head_labels = idx.label_scores(head, parts_of(head_tokens), chars=True)
+        if SLASH_ALTERNATIVES:
+            for alternative in _alternatives(head_text):
+                alt_tokens = self.normaliser.tokens(alternative, lang)
+                alt_stems = [t.stem for t in alt_tokens if not t.part]
+                if alt_stems:
+                    np.maximum(
+                        head_labels, idx.label_scores(alt_stems, parts_of(alt_tokens), chars=True), out=head_labels
+                    )
         full_labels = idx.label_scores(stems, parts_of(tokens), chars=len(text) <= SHORT_TEXT_CHARS)
         head_parts = [p for p in parts_of(head_tokens) if p not in head]
         profile_head = idx.profile_scores(head + head_parts)
@@ -170,6 +180,12 @@ class Coder:
     def memory_bytes(self) -> int:
         """Bytes held by the indexes' matrices and arrays."""
         return self.occupations.nbytes() + self.skills.nbytes()
+
+
+def _alternatives(head: str) -> list[str]:
+    """The titles of a head that names several with slashes (``lähihoitaja/hoitaja``, ``waiter / waitress``)."""
+    parts = [p.strip() for p in head.split("/")]
+    return parts if len(parts) > 1 and all(parts) else []
 
 
 def _window(stems: tuple[str, ...], positions: dict[str, list[Token]]) -> tuple[str, ...] | None:
