@@ -36,7 +36,6 @@ Decisions stay with people: the service suggests and explains, counsellors and c
 
 def _start(app: FastAPI) -> None:
     settings: Settings = app.state.settings
-    app.state.coder_holder.start()  # the occupation coder's index builds beside the rest of the start-up
     engine = make_engine(settings.database_url)
     migrate(engine)
     app.state.engine = engine
@@ -60,6 +59,7 @@ def _start(app: FastAPI) -> None:
         )
         session.commit()
     _warm_candidate_pools(app, snap)
+    app.state.coder_holder.build()  # once per process (about 2-4 s), before the service reports ready
     # Catalogue, profiles and encodings are millions of long-lived objects: moved out of the collector's
     # generations, a full collection no longer walks them (it otherwise adds 100+ ms to a random request).
     gc.collect()

@@ -1,7 +1,8 @@
 """Use cases of occupation coding: suggest codes for a text, propose codes for a draft opportunity.
 
-The coder (``features.coding``) is built in a background thread when the app starts (``CoderHolder``), so the
-service is ready for its other routes at once; a coding request that arrives during the build waits for it.
+The coder (``features.coding``) is built once per process during the app's start-up, before the service reports
+ready (``CoderHolder.build``): building it beside live traffic would hold the GIL for seconds and stall other
+requests. If the build fails the service still starts, and coding routes answer 503.
 Texts are never stored or logged: only the answer leaves this module.
 """
 
@@ -33,20 +34,29 @@ MAX_TOP_SKILLS = 100
 
 
 class CoderHolder:
-    """Builds the process-wide coder once, off the start-up path, and hands it to requests."""
+    """Builds the process-wide coder once and hands it to requests."""
 
     def __init__(self) -> None:
         self._future: Future[Coder] = Future()
         self._started = False
         self._lock = threading.Lock()
 
-    def start(self) -> None:
-        """Start building the coder in a daemon thread (idempotent)."""
+    def _claim(self) -> bool:
         with self._lock:
             if self._started:
-                return
+                return False
             self._started = True
-        threading.Thread(target=self._build, name="polku-coder-build", daemon=True).start()
+            return True
+
+    def build(self) -> None:
+        """Build the coder now, in this thread (idempotent; the app's start-up calls it)."""
+        if self._claim():
+            self._build()
+
+    def start(self) -> None:
+        """Build the coder in a daemon thread (idempotent; for callers that must not wait)."""
+        if self._claim():
+            threading.Thread(target=self._build, name="polku-coder-build", daemon=True).start()
 
     def _build(self) -> None:
         try:

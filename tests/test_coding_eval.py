@@ -69,12 +69,11 @@ def test_target_isco2_top1_accuracy(tables: dict[str, dict[str, dict[str, float]
     assert tables["coder"]["helsinki_fi"]["isco2_top1"] >= 0.80
 
 
-def test_latency_and_index_size(coder: Coder) -> None:
+def test_latency_target_in_cpu_time_and_index_size(coder: Coder) -> None:
+    """p99 <= 30 ms per 2,000-character text, in the coder's own CPU time (wall time depends on the neighbours)."""
     tax = default_taxonomy()
-    texts = descriptions(tax, [i.title for i in load_coded(HELSINKI)][:40])
+    texts = descriptions(tax, [i.title for i in load_coded(HELSINKI)])
     assert all(len(t) >= 1900 for t in texts)
-    lat = latency(coder, texts)
-    assert lat["p50_ms"] <= 30.0
-    assert lat["p99_ms"] <= 150.0  # the 30 ms target is measured by `make bench` on an otherwise idle machine
+    assert latency(coder, texts, cpu=True)["p99_ms"] <= 30.0
     assert coder.memory_bytes() <= 150e6
-    assert coder.build_seconds <= 30.0  # 5 s target measured by `make bench`
+    assert coder.build_seconds <= 60.0  # the 5 s target is measured by `make bench`
