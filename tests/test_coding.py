@@ -170,3 +170,19 @@ def test_the_normaliser_never_fails_and_keeps_word_order(coder: Coder, text: str
     tokens = coder.normaliser.tokens(text)
     assert [t.position for t in tokens] == sorted(t.position for t in tokens)
     assert all(t.stem for t in tokens)
+
+
+def test_query_vectoriser_equals_scikit_learns_transform(coder: Coder) -> None:
+    import numpy as np
+
+    idx = coder.occupations
+    cases = [
+        (idx.word_, idx._word_q, ["lähihoitaj", "kotihoito", "lähihoitaj", "tuntematon"]),
+        (idx.part_, idx._part_q, ["kas", "työntekij"]),
+        (idx.char_, idx._char_q, "lähihoitaj kotihoito"),
+        (idx.profile_, idx._profile_q, ["opettaj", "varhaiskasvatuks"]),
+        (idx.word_, idx._word_q, []),
+    ]
+    for fitted, fast, doc in cases:
+        expected = fitted.transform([doc]).toarray().ravel()
+        assert np.allclose(fast.transform(doc).toarray().ravel(), expected, atol=1e-6)

@@ -43,6 +43,35 @@ def _dense(row: sp.spmatrix) -> FloatArray:
     return np.asarray(row.todense(), dtype=np.float32).ravel()
 
 
+class QueryVectoriser:
+    """``TfidfVectorizer.transform`` for one short query, without scikit-learn's per-call validation.
+
+    The vectoriser is fitted by scikit-learn; this reuses its vocabulary, idf weights and analyser and applies the
+    same steps (counts, ``1 + log`` tf, idf, L2 norm). scikit-learn's checks cost about 1 ms per call, more than
+    the product itself (``tests/test_coding.py`` checks both give the same vector).
+    """
+
+    def __init__(self, fitted: TfidfVectorizer) -> None:
+        """Take the vocabulary, idf and analyser of a fitted vectoriser."""
+        self.vocabulary: dict[str, int] = fitted.vocabulary_
+        self.idf = np.asarray(fitted.idf_, dtype=np.float64)
+        self.analyse = fitted.build_analyzer()
+        self.size = len(self.vocabulary)
+
+    def transform(self, doc: object) -> sp.csr_matrix:
+        """The L2-normalised TF-IDF row of one document (a 1 × vocabulary sparse matrix)."""
+        counts: dict[int, int] = {}
+        for feature in self.analyse(doc):
+            j = self.vocabulary.get(feature)
+            if j is not None:
+                counts[j] = counts.get(j, 0) + 1
+        cols = np.fromiter(counts, dtype=np.int32, count=len(counts))
+        values = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))) * self.idf[cols]
+        norm = float(np.sqrt(values @ values)) if len(values) else 0.0
+        data = (values / norm if norm else values).astype(np.float32)
+        return sp.csr_matrix((data, cols, np.array([0, len(cols)])), shape=(1, self.size))
+
+
 def english_words(taxonomy: Taxonomy) -> frozenset[str]:
     """Lower-case words of ESCO's English preferred labels (occupations and skills)."""
     texts = [taxonomy.occupation_label(u, "en") for u in taxonomy.occupation_uris]
@@ -127,16 +156,20 @@ class OccupationIndex:
             profiles.append(profile)
         self.profile_ = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, max_df=PROFILE_MAX_DF, dtype=np.float32)
         self._profile_t = sp.csr_matrix(self.profile_.fit_transform(profiles).T)
+        self._word_q = QueryVectoriser(self.word_)
+        self._part_q = QueryVectoriser(self.part_)
+        self._char_q = QueryVectoriser(self.char_)
+        self._profile_q = QueryVectoriser(self.profile_)
 
     def label_scores(self, stems: Sequence[str], parts: Sequence[str], *, chars: bool) -> FloatArray:
         """Per label: weighted cosine similarities of stems, compound parts and (with ``chars``) character n-grams.
 
         The mean is multiplied by the label's weight (alternative labels count a little less).
         """
-        score = WORD_WEIGHT * _dense(self.word_.transform([stems]) @ self._word_t)
-        score += PART_WEIGHT * _dense(self.part_.transform([parts]) @ self._part_t)
+        score = WORD_WEIGHT * _dense(self._word_q.transform(stems) @ self._word_t)
+        score += PART_WEIGHT * _dense(self._part_q.transform(parts) @ self._part_t)
         if chars:
-            score += CHAR_WEIGHT * _dense(self.char_.transform([" ".join(stems)]) @ self._char_t)
+            score += CHAR_WEIGHT * _dense(self._char_q.transform(" ".join(stems)) @ self._char_t)
             score /= WORD_WEIGHT + PART_WEIGHT + CHAR_WEIGHT
         else:
             score /= WORD_WEIGHT + PART_WEIGHT
@@ -156,7 +189,7 @@ class OccupationIndex:
 
     def profile_scores(self, stems: Sequence[str]) -> FloatArray:
         """Per occupation: cosine similarity of the stems with its profile."""
-        return _dense(self.profile_.transform([stems]) @ self._profile_t)
+        return _dense(self._profile_q.transform(stems) @ self._profile_t)
 
     def nbytes(self) -> int:
         """Bytes held by the matrices and arrays (vocabularies not counted)."""
@@ -200,16 +233,18 @@ class SkillIndex:
         self.vocab_ = CountVectorizer(analyzer=_identity, binary=True, dtype=np.float32)
         self._matrix = sp.csr_matrix(self.vocab_.fit_transform([lab.stems for lab in labels]))
         self._lengths = np.asarray([len(lab.stems) for lab in labels], dtype=np.float32)
+        self._by_stem = sp.csr_matrix(self._matrix.T)  # stem → labels: a query touches only its stems' rows
 
     def covered(self, stems: Sequence[str]) -> npt.NDArray[np.int64]:
         """Indexes of the labels whose every stem occurs in ``stems``."""
-        present = self.vocab_.transform([list(set(stems))])
-        if present.nnz == 0:
+        vocabulary = self.vocab_.vocabulary_
+        cols = sorted({vocabulary[s] for s in stems if s in vocabulary})
+        if not cols:
             return np.zeros(0, dtype=np.int64)
-        counts = np.asarray((self._matrix @ present.T).todense(), dtype=np.float32).ravel()
+        counts = np.asarray(self._by_stem[cols].sum(axis=0), dtype=np.float32).ravel()
         return np.flatnonzero(counts >= self._lengths)
 
     def nbytes(self) -> int:
         """Bytes held by the matrix and arrays (vocabulary and label objects not counted)."""
-        m = self._matrix
-        return int(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes + self._lengths.nbytes)
+        mats = (self._matrix, self._by_stem)
+        return int(sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in mats) + self._lengths.nbytes)
