@@ -15,7 +15,12 @@ def run(section: Section, fx: Fixtures) -> None:
 
     smoke = fx.sizes == fx.sizes.smoke()
     # The smoke run builds the index once (its build time is the one reported) and traces no memory.
-    report = evaluate_coding(coder=default_coder() if smoke else None, memory=not smoke, repeats=1 if smoke else 5)
+    report = evaluate_coding(
+        coder=default_coder() if smoke else None,
+        memory=not smoke,
+        repeats=1 if smoke else 5,
+        latency_texts=20 if smoke else None,
+    )
     for part in report["accuracy"]["coder"]:
         for who in ("coder", "baseline"):
             values = report["accuracy"][who][part]
