@@ -59,7 +59,7 @@ def _start(app: FastAPI) -> None:
         )
         session.commit()
     _warm_candidate_pools(app, snap)
-    app.state.coder_holder.build()  # once per process (about 2-4 s), before the service reports ready
+    app.state.coder_holder.build()  # once per process (3-5 s), before the service reports ready
     # Catalogue, profiles and encodings are millions of long-lived objects: moved out of the collector's
     # generations, a full collection no longer walks them (it otherwise adds 100+ ms to a random request).
     gc.collect()

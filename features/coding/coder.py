@@ -210,5 +210,5 @@ def _coverage(lang: Lang) -> Coverage:
 
 @cache
 def default_coder() -> Coder:
-    """The process-wide coder over the shipped taxonomy (built once, in about 2–4 s)."""
+    """The process-wide coder over the shipped taxonomy (built once, in 3–5 s on one core)."""
     return Coder(default_taxonomy())

@@ -104,7 +104,7 @@ class OccupationIndex:
     """Occupation labels and profiles as sparse TF-IDF matrices; ``label_scores`` and ``profile_scores`` per query."""
 
     def __init__(self, taxonomy: Taxonomy, normaliser: Normaliser) -> None:
-        """Build the index from the taxonomy (about 2 s on one core)."""
+        """Build the index from the taxonomy (2–4 s on one core)."""
         self.normaliser = normaliser
         self.uris: list[str] = list(taxonomy.occupation_uris)
         texts: list[str] = []
