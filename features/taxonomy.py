@@ -2,6 +2,8 @@
 
 Files are built by ``scripts/build_taxonomy.py`` from ``../shared/data`` and read once per process
 (``default_taxonomy()``). URIs are kept in full form at the API (``http://data.europa.eu/esco/skill/<uuid>``).
+ESCO's English alternative labels (``labels.json.gz``) are read only when first asked for: only the occupation
+coder needs them.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +99,23 @@ class Taxonomy:
         return code in self._quals
 
     # -- labels and relations -----------------------------------------------------------------------------------
+    @cached_property
+    def _alt_labels(self) -> dict[str, list[list[str]]]:
+        labels: dict[str, list[list[str]]] = _load("labels.json.gz")
+        if len(labels["occupations"]) != len(self.occupation_uris) or len(labels["skills"]) != len(self.skill_uris):
+            raise ValueError(
+                "labels.json.gz does not match the shipped taxonomy: rebuild with scripts/build_taxonomy.py"
+            )
+        return labels
+
+    def occupation_alt_labels(self, uri: str) -> list[str]:
+        """ESCO's English alternative and hidden labels of an occupation (some are Finnish spellings)."""
+        return self._alt_labels["occupations"][self.occupation_index[uri]]
+
+    def skill_alt_labels(self, uri: str) -> list[str]:
+        """ESCO's English alternative labels of a skill, up to four words each."""
+        return self._alt_labels["skills"][self.skill_index[uri]]
+
     def isco_of_occupation(self, uri: str) -> str:
         """The 4-digit ISCO-08 group of an ESCO occupation."""
         return self._occ_isco[self.occupation_index[uri]]

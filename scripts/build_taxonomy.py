@@ -2,6 +2,11 @@
 
 Run ``python scripts/build_taxonomy.py [SHARED_DATA_DIR]``. The output is deterministic (sorted keys) so that
 a rebuild from the same sources gives the same bytes; its version string names every source.
+
+``labels.json.gz`` holds ESCO's English alternative (and hidden) labels, aligned with the rows of
+``occupations.json.gz`` and ``skills.json.gz``; the occupation coder (``features/coding``) matches text against
+them. Skill alternatives longer than ``MAX_SKILL_ALT_WORDS`` words are left out: they are almost never written
+verbatim, and leaving them out keeps the file small.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parents[1] / "features" / "data" / "taxonomy"
 SKILL_PREFIX = "http://data.europa.eu/esco/skill/"
 OCC_PREFIX = "http://data.europa.eu/esco/occupation/"
+MAX_SKILL_ALT_WORDS = 4
 
 # Approximate centroids (lat, lon) of municipalities around the five centres, entered by hand from public maps.
 COORDS: dict[str, tuple[float, float]] = {
@@ -94,15 +100,26 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _dump(name: str, obj: object) -> None:
+def _dump(name: str, obj: object, out: Path = OUT) -> None:
     data = json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
-    with gzip.GzipFile(OUT / name, "wb", mtime=0) as f:
+    with gzip.GzipFile(out / name, "wb", mtime=0) as f:
         f.write(data)
 
 
-def main(shared: Path) -> None:
-    """Read the sources under ``shared`` and write the compact files."""
-    OUT.mkdir(parents=True, exist_ok=True)
+def _alt_labels(row: dict[str, str], max_words: int | None = None) -> list[str]:
+    """Alternative and hidden labels of one ESCO row, without the preferred label and duplicates."""
+    out: list[str] = []
+    for label in (row["altLabels"] + "\n" + row["hiddenLabels"]).split("\n"):
+        label = " ".join(label.split())
+        if label and label != row["preferredLabel"] and label not in out:
+            if max_words is None or len(label.split()) <= max_words:
+                out.append(label)
+    return out
+
+
+def main(shared: Path, out: Path = OUT) -> None:
+    """Read the sources under ``shared`` and write the compact files into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
     esco = shared / "esco-v1.1.1-en"
     fi = {r["conceptUri"]: r["preferredLabel_fi"] for r in _rows(shared / "esco-v1.1.0-fi-labels" / "skills_fi.csv")}
     skills = sorted(
@@ -110,6 +127,8 @@ def main(shared: Path) -> None:
         for r in _rows(esco / "skills_en.csv")
     )
     skill_pos = {s[0]: i for i, s in enumerate(skills)}
+    skill_rows = {r["conceptUri"].removeprefix(SKILL_PREFIX): r for r in _rows(esco / "skills_en.csv")}
+    occ_rows = {r["conceptUri"].removeprefix(OCC_PREFIX): r for r in _rows(esco / "occupations_en.csv")}
     occ_fi_rows = _rows(shared / "esco-v1.1.0-fi-labels" / "occupations_fi.csv")
     ofi = {r["conceptUri"]: r["preferredLabel_fi"] for r in occ_fi_rows}
     rel: dict[str, tuple[list[int], list[int]]] = {}
@@ -151,8 +170,18 @@ def main(shared: Path) -> None:
         for code, name in (("fi", "Finnish"), ("sv", "Swedish"), ("en", "English")):
             if r["preferredLabel"] == name:
                 lang_skill[code] = r["conceptUri"].removeprefix(SKILL_PREFIX)
-    _dump("skills.json.gz", skills)
-    _dump("occupations.json.gz", occupations)
+    version = "esco-1.1.1+fi-1.1.0;isco-08;oph-koodisto-2026-11-22;kk2016"
+    _dump("skills.json.gz", skills, out)
+    _dump("occupations.json.gz", occupations, out)
+    _dump(
+        "labels.json.gz",
+        {
+            "occupations": [_alt_labels(occ_rows[o[0]]) for o in occupations],
+            "skills": [_alt_labels(skill_rows[s[0]], MAX_SKILL_ALT_WORDS) for s in skills],
+            "version": version,
+        },
+        out,
+    )
     _dump(
         "codes.json.gz",
         {
@@ -163,10 +192,14 @@ def main(shared: Path) -> None:
             "qualifications": quals,
             "education_fields": fields,
             "language_skills": lang_skill,
-            "version": "esco-1.1.1+fi-1.1.0;isco-08;oph-koodisto-2026-11-22;kk2016",
+            "version": version,
         },
+        out,
     )
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared" / "data")
+    main(
+        Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared" / "data",
+        Path(sys.argv[2]) if len(sys.argv) > 2 else OUT,
+    )

@@ -13,12 +13,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from features.centres import CENTRES
+from service.coding import CoderHolder
 from service.errors import install_error_handlers
 from service.metrics import ServiceMetrics
 from service.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware, TimingMiddleware
 from service.model_holder import ModelHolder, Snapshot
 from service.profile_cache import ProfileCache
-from service.routers import candidates, clients, feedback, health, model, opportunities, suggestions
+from service.routers import candidates, clients, coding, feedback, health, model, opportunities, suggestions
 from service.settings import Settings, get_settings
 from service.storage import repositories as repo
 from service.storage.db import make_engine, make_session_factory, migrate
@@ -58,6 +59,7 @@ def _start(app: FastAPI) -> None:
         )
         session.commit()
     _warm_candidate_pools(app, snap)
+    app.state.coder_holder.build()  # once per process (3-5 s), before the service reports ready
     # Catalogue, profiles and encodings are millions of long-lived objects: moved out of the collector's
     # generations, a full collection no longer walks them (it otherwise adds 100+ ms to a random request).
     gc.collect()
@@ -116,8 +118,9 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
     app.state.metrics = ServiceMetrics()
     app.state.model_holder = model_holder or ModelHolder(settings)
     app.state.profile_cache = ProfileCache()
+    app.state.coder_holder = CoderHolder()
     install_error_handlers(app)
-    for module in (health, suggestions, candidates, clients, opportunities, feedback, model):
+    for module in (health, suggestions, candidates, clients, opportunities, coding, feedback, model):
         # Added flat (routers carry their own prefixes) so that ``app.routes`` lists every APIRoute: the
         # security tests enumerate them, and FastAPI >= 0.16x wraps include_router() results.
         for route in module.router.routes:

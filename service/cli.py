@@ -1,4 +1,4 @@
-"""Typer sub-app for the HTTP process: serve, token, load-world, export-training-data."""
+"""Typer sub-app for the HTTP process: serve, token, load-world, export-training-data, code."""
 
 from __future__ import annotations
 
@@ -167,3 +167,47 @@ def export_training_data_cmd(
         report = export_training_data(session, out)
     engine.dispose()
     typer.echo(f"exported {report.clients} clients and {report.feedback} feedback events to {report.path}")
+
+
+@app.command("code")
+def code_cmd(
+    text: Annotated[str, typer.Argument(help="A job title, ad or work-history note (fi, en or sv).")],
+    lang: Annotated[str | None, typer.Option(help="fi, en or sv (default: guessed).")] = None,
+    k: Annotated[int, typer.Option(min=1, max=20, help="Occupations to list.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API answer (CodingResponse) as JSON.")] = False,
+) -> None:
+    """Propose ESCO occupations, ISCO-08 codes and skills for a text, as POST /v1/coding:suggest does."""
+    from pydantic import ValidationError
+
+    from features.coding import default_coder
+    from service.coding import suggest_for_request
+    from service.schemas import CodingRequest
+
+    try:
+        req = CodingRequest.model_validate({"text": text, "lang": lang, "k": k})
+    except ValidationError as exc:
+        from service.errors import validation_errors
+
+        reasons = "; ".join(f"{e['field']}: {e['reason']}" for e in validation_errors(exc.errors(include_input=False)))
+        raise typer.BadParameter(reasons) from exc
+    answer = suggest_for_request(default_coder(), req)
+    if as_json:
+        typer.echo(answer.model_dump_json(indent=2))
+        return
+    how = "guessed" if answer.language_detected else "given"
+    typer.echo(f"language: {answer.language} ({how}), coverage {answer.coverage}")
+    for note in answer.notes:
+        typer.echo(f"note: {note}")
+    for occ in answer.occupations:
+        label = occ.label_fi if answer.language == "fi" else occ.label_en
+        typer.echo(f"{occ.rank:>2}. {occ.score:.3f}  ISCO {occ.isco}  {label}  <{occ.esco_uri}>")
+        typer.echo(f"    matched: {occ.matched_label}")
+    if answer.top_occupation_skills is not None:
+        top = answer.top_occupation_skills
+        typer.echo(f"skills of the top occupation: {len(top.essential)} essential, {len(top.optional)} optional")
+        for skill in top.essential[:10]:
+            typer.echo(f"   - {skill.label}")
+    if answer.skills_in_text:
+        typer.echo("skills named in the text:")
+        for named in answer.skills_in_text:
+            typer.echo(f"   - {named.label}: {' '.join(named.words)}")

@@ -8,7 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from features.coding import Coder
 from service.auth import Principal, current_principal, require_roles
+from service.coding import CoderHolder
 from service.errors import ServiceUnavailable
 from service.metrics import ServiceMetrics
 from service.model_holder import ModelHolder, Snapshot
@@ -52,10 +54,17 @@ def get_metrics(request: Request) -> ServiceMetrics:
     return metrics
 
 
+def get_coder(request: Request) -> Coder:
+    """The occupation coder (waits for its start-up build; 503 if it cannot be built)."""
+    holder: CoderHolder = request.app.state.coder_holder
+    return holder.get()
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+CoderDep = Annotated[Coder, Depends(get_coder)]
 
 
 def get_snapshot(session: SessionDep, holder: HolderDep) -> Snapshot:
@@ -76,6 +85,7 @@ AnyUser = Annotated[Principal, Depends(current_principal)]
 Counsellor = Annotated[Principal, require_roles("counsellor", "admin")]
 Coordinator = Annotated[Principal, require_roles("coordinator", "admin")]
 StaffForFeedback = Annotated[Principal, require_roles("counsellor", "coordinator", "admin")]
+StaffForCoding = Annotated[Principal, require_roles("counsellor", "coordinator", "admin")]
 Admin = Annotated[Principal, require_roles("admin")]
 Observer = Annotated[Principal, require_roles("data_scientist", "admin")]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-SECTIONS = ("suggestions", "service", "model_time", "candidates", "training", "quality")
+SECTIONS = ("suggestions", "service", "model_time", "candidates", "training", "quality", "coding")
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -49,6 +49,7 @@ ROLE_OF: dict[tuple[str, str], tuple[str, str | None]] = {
     ("PUT", "/v1/opportunities/{opportunity_id}"): ("coordinator", "helsinki"),
     ("DELETE", "/v1/opportunities/{opportunity_id}"): ("coordinator", "helsinki"),
     ("POST", "/v1/feedback"): ("counsellor", "helsinki"),
+    ("POST", "/v1/coding:suggest"): ("coordinator", "helsinki"),
     ("GET", "/v1/model"): ("data_scientist", None),
     ("POST", "/v1/admin/model:reload"): ("admin", None),
     ("GET", "/metrics"): ("data_scientist", None),

@@ -1,4 +1,4 @@
-"""Typer sub-app for offline work: world, train, evaluate, promote, rollback (heavy imports inside commands)."""
+"""Typer sub-app for offline work: world, train, evaluate, evaluate-coding, promote, rollback (lazy heavy imports)."""
 
 from __future__ import annotations
 
@@ -131,6 +131,23 @@ def evaluate_cmd(
     models = {"model": load_polku_model(model_uri), **build_models(data, None, cfg)}
     report = evaluate_models(models, build_test_set(w, data.split, cfg), cfg)
     typer.echo(markdown_table(report))
+
+
+@app.command("evaluate-coding")
+def evaluate_coding_cmd(
+    out: Annotated[Path | None, typer.Option("--out", help="Write the JSON report here.")] = None,
+    memory: Annotated[bool, typer.Option(help="Also trace the index's memory (builds it once more).")] = True,
+) -> None:
+    """Evaluate the occupation coder on the hand-coded titles against the plain baseline (accuracy, latency, cost)."""
+    import json
+
+    from training.coding_eval import evaluate_coding, format_table
+
+    report = evaluate_coding(memory=memory)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    typer.echo(format_table(report))
 
 
 @app.command("promote")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from features.records import Kind, OpportunityId
 from service.auth import ensure_centre
-from service.deps import AnyUser, Coordinator, SessionDep
+from service.coding import is_draft, propose_opportunity
+from service.deps import AnyUser, Coordinator, SessionDep, get_coder
 from service.errors import FieldError
 from service.schemas import (
     ERROR_RESPONSES,
@@ -16,6 +17,7 @@ from service.schemas import (
     DeletedResponse,
     OpportunityIn,
     OpportunityList,
+    OpportunityProposal,
     OpportunityResponse,
 )
 from service.storage import repositories as repo
@@ -39,23 +41,37 @@ def list_opportunities(
 
 @router.put(
     "/{opportunity_id}",
-    response_model=OpportunityResponse,
+    response_model=OpportunityResponse | OpportunityProposal,
     responses={**ERROR_RESPONSES, 201: {"model": OpportunityResponse}},
 )
 def put_opportunity(
-    opportunity_id: OpportunityId, body: OpportunityIn, principal: Coordinator, session: SessionDep, response: Response
-) -> OpportunityResponse:
-    """Create or replace an opportunity of the caller's centre."""
+    opportunity_id: OpportunityId,
+    body: OpportunityIn,
+    principal: Coordinator,
+    session: SessionDep,
+    response: Response,
+    request: Request,
+) -> OpportunityResponse | OpportunityProposal:
+    """Create or replace an opportunity of the caller's centre, or propose codes for a draft.
+
+    With ``coding: {"text": ...}`` and ``confirm: false`` in place of ``occupation`` and ``required_skills``,
+    the answer (200) proposes the ESCO occupation and its skills and nothing is stored: the coordinator confirms
+    the codes and PUTs the record with them. A stored record always holds explicit codes.
+    """
     if body.opportunity_id != opportunity_id:
         raise FieldError("body.opportunity_id", "must equal the id in the path")
     ensure_centre(principal, body.centre)
     existing = repo.opportunity_centre(session, opportunity_id)
     if existing is not None:
         ensure_centre(principal, existing)
-    created = repo.upsert_opportunity(session, body)
+    if is_draft(body):
+        session.rollback()
+        return propose_opportunity(get_coder(request), body)
+    record = body.record()
+    created = repo.upsert_opportunity(session, record)
     session.commit()
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    return OpportunityResponse(opportunity=body, created=created)
+    return OpportunityResponse(opportunity=record, created=created)
 
 
 @router.get("/{opportunity_id}", response_model=OpportunityResponse, responses={**ERROR_RESPONSES, **NOT_FOUND})
