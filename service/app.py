@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import gc
+import json
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from pydantic import SecretStr
 from starlette.concurrency import run_in_threadpool
 
 from features.centres import CENTRES
@@ -31,6 +35,17 @@ API_DESCRIPTION = """Suggestions, paths and candidates for Finland's immigrant c
 Every route except `/healthz` and `/readyz` needs `Authorization: Bearer <JWT>` (HS256) with `role` and `centre`.
 Decisions stay with people: the service suggests and explains, counsellors and coordinators decide.
 """
+
+# Tags group the operations in generated clients (one module per tag) and in the published document.
+OPENAPI_TAGS: list[dict[str, str]] = [
+    {"name": "suggestions", "description": "Next steps for a client, with reasons, gaps, remedies and paths."},
+    {"name": "candidates", "description": "Consenting clients of a centre ranked for one vacancy or trial slot."},
+    {"name": "clients", "description": "Client profiles and consents, erasure and the access log."},
+    {"name": "opportunities", "description": "The catalogue of trainings, work trials and vacancies."},
+    {"name": "feedback", "description": "Counsellors' decisions and outcomes."},
+    {"name": "model", "description": "The model in service and its reload."},
+    {"name": "health", "description": "Liveness, readiness and metrics."},
+]
 
 
 def _start(app: FastAPI) -> None:
@@ -91,6 +106,21 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine.dispose()
 
 
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document of the API, as published in ``docs/openapi.json`` (``polku openapi``).
+
+    The app is built with throwaway settings and never started: the document depends on no configuration.
+    """
+    settings = Settings(jwt_secret=SecretStr(secrets.token_urlsafe(48)), registry_enabled=False)
+    document: dict[str, Any] = create_app(settings).openapi()
+    return document
+
+
+def openapi_json(document: dict[str, Any]) -> str:
+    """The published text form of an OpenAPI document (indented, key order kept, final newline)."""
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
 def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | None = None) -> FastAPI:
     """Build the Polku API.
 
@@ -107,6 +137,7 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
         title="Polku API",
         version="1.0.0",
         description=API_DESCRIPTION,
+        openapi_tags=OPENAPI_TAGS,
         lifespan=_lifespan,
         docs_url=None,
         redoc_url=None,

@@ -1,4 +1,4 @@
-"""Typer sub-app for the HTTP process: serve, token, load-world, export-training-data."""
+"""Typer sub-app for the HTTP process: serve, token, openapi, load-world, export-training-data."""
 
 from __future__ import annotations
 
@@ -127,6 +127,22 @@ def token(
         typer.echo(mint_token(Settings(), role=role, centre=centre, subject=sub, ttl_s=ttl))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+
+
+@app.command("openapi")
+def openapi_cmd(
+    out: Annotated[Path | None, typer.Option("--out", help="Write to this file (default: print).")] = None,
+) -> None:
+    """Print or write the OpenAPI document of the API (published as docs/openapi.json)."""
+    from service.app import openapi_document, openapi_json
+
+    text = openapi_json(openapi_document())
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {out}")
 
 
 @app.command("load-world")

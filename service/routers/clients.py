@@ -15,7 +15,10 @@ router = APIRouter(prefix="/v1/clients", tags=["clients"])
 
 
 @router.put(
-    "/{client_id}", response_model=ClientResponse, responses={**ERROR_RESPONSES, 201: {"model": ClientResponse}}
+    "/{client_id}",
+    operation_id="upsertClient",
+    response_model=ClientResponse,
+    responses={**ERROR_RESPONSES, 201: {"model": ClientResponse}},
 )
 def put_client(
     client_id: ClientId, body: ClientPutRequest, principal: Counsellor, session: SessionDep, response: Response
@@ -38,7 +41,9 @@ def put_client(
     )
 
 
-@router.get("/{client_id}", response_model=ClientResponse, responses={**ERROR_RESPONSES, **NOT_FOUND})
+@router.get(
+    "/{client_id}", operation_id="getClient", response_model=ClientResponse, responses={**ERROR_RESPONSES, **NOT_FOUND}
+)
 def get_client(client_id: ClientId, principal: Counsellor, session: SessionDep) -> ClientResponse:
     """A stored client's profile and consents (audited read)."""
     row = repo.get_client_row(session, client_id)
@@ -52,7 +57,12 @@ def get_client(client_id: ClientId, principal: Counsellor, session: SessionDep) 
     return ClientResponse(profile=profile, updated_at=repo.as_utc(row.updated_at))
 
 
-@router.delete("/{client_id}", response_model=DeletedResponse, responses={**ERROR_RESPONSES, **NOT_FOUND})
+@router.delete(
+    "/{client_id}",
+    operation_id="deleteClient",
+    response_model=DeletedResponse,
+    responses={**ERROR_RESPONSES, **NOT_FOUND},
+)
 def delete_client(client_id: ClientId, principal: Counsellor, session: SessionDep, request: Request) -> DeletedResponse:
     """Erase a client: profile and audit attributes are deleted and feedback events are unlinked."""
     centre = repo.client_centre(session, client_id)

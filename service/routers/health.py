@@ -15,13 +15,15 @@ from service.suggest import model_info
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=HealthResponse)
+@router.get("/healthz", operation_id="checkLiveness", response_model=HealthResponse)
 def healthz() -> HealthResponse:
     """The process is alive."""
     return HealthResponse(status="ok")
 
 
-@router.get("/readyz", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}})
+@router.get(
+    "/readyz", operation_id="checkReadiness", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}}
+)
 def readyz(request: Request, holder: HolderDep) -> Any:
     """Ready when a model is loaded and the database answers; ``degraded`` when not serving the champion."""
     db_ok = ping(request.app.state.engine)
@@ -39,7 +41,12 @@ def readyz(request: Request, holder: HolderDep) -> Any:
     return ReadyResponse(status="degraded" if degraded else "ok", database=True, model=model_info(snap), reason=reason)
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}, **ERROR_RESPONSES})
+@router.get(
+    "/metrics",
+    operation_id="getMetrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}, **ERROR_RESPONSES},
+)
 def metrics(_principal: Observer, service_metrics: MetricsDep) -> Response:
     """Prometheus exposition: latency per route, model version, suggestions served, fallback answers."""
     return Response(service_metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
