@@ -17,10 +17,12 @@ from pydantic import SecretStr
 from starlette.concurrency import run_in_threadpool
 
 from features.centres import CENTRES
+from service.auth import TokenVerifier
 from service.errors import install_error_handlers
 from service.metrics import ServiceMetrics
 from service.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware, TimingMiddleware
 from service.model_holder import ModelHolder, Snapshot
+from service.oidc import IdentityProviderError
 from service.profile_cache import ProfileCache
 from service.routers import candidates, clients, feedback, health, model, opportunities, suggestions
 from service.settings import Settings, get_settings
@@ -32,7 +34,9 @@ logger = logging.getLogger(__name__)
 
 API_DESCRIPTION = """Suggestions, paths and candidates for Finland's immigrant competence centres.
 
-Every route except `/healthz` and `/readyz` needs `Authorization: Bearer <JWT>` (HS256) with `role` and `centre`.
+Every route except `/healthz` and `/readyz` needs `Authorization: Bearer <JWT>`: a token of the configured
+identity provider (RS256/ES256, OpenID Connect) or, in development, one minted by `polku token` (HS256). The
+token names the caller's role (counsellor, coordinator, data_scientist, admin) and centre.
 Decisions stay with people: the service suggests and explains, counsellors and coordinators decide.
 """
 
@@ -48,8 +52,22 @@ OPENAPI_TAGS: list[dict[str, str]] = [
 ]
 
 
+def _fetch_signing_keys(app: FastAPI) -> None:
+    """Fetch the identity provider's keys before serving; on failure, start anyway (readiness reports it)."""
+    verifier: TokenVerifier = app.state.token_verifier
+    if verifier.keys is None:
+        return
+    try:
+        verifier.keys.refresh()
+    except IdentityProviderError as exc:
+        logger.warning(
+            "identity provider keys not loaded at start (tokens of the provider fail until they are): %s", exc
+        )
+
+
 def _start(app: FastAPI) -> None:
     settings: Settings = app.state.settings
+    _fetch_signing_keys(app)
     engine = make_engine(settings.database_url)
     migrate(engine)
     app.state.engine = engine
@@ -132,7 +150,7 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
         The app; its lifespan migrates the database and loads the model.
     """
     settings = settings or get_settings()
-    settings.jwt_key()  # fail fast on an unsafe secret configuration
+    settings.require_authentication()  # fail fast: outside dev, an identity provider or a secret is required
     app = FastAPI(
         title="Polku API",
         version="1.0.0",
@@ -144,6 +162,7 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
         openapi_url=None,
     )
     app.state.settings = settings
+    app.state.token_verifier = TokenVerifier(settings)
     app.state.metrics = ServiceMetrics()
     app.state.model_holder = model_holder or ModelHolder(settings)
     app.state.profile_cache = ProfileCache()

@@ -71,7 +71,7 @@ def _serve_workers(settings: Any, host: str | None, port: int | None, log_level:
 
     from service.storage.db import make_engine, migrate
 
-    settings.jwt_key()  # fail fast on an unsafe secret configuration before forking
+    settings.require_authentication()  # fail fast on an unsafe configuration before forking
     engine = make_engine(settings.database_url)
     migrate(engine)
     engine.dispose()

@@ -344,10 +344,22 @@ class HealthResponse(_Api):
     status: Literal["ok"]
 
 
+class IdentityProviderInfo(_Api):
+    """The identity provider's signing keys as this process holds them (present when OIDC is configured)."""
+
+    status: Literal["ok", "unreachable", "not_loaded"] = Field(
+        description="ok: last key-set fetch succeeded; unreachable: it failed (cached keys keep working); "
+        "not_loaded: no keys yet."
+    )
+    keys: int = Field(description="Signing keys cached.")
+    fetched_at: datetime | None = Field(default=None, description="Last successful fetch.")
+
+
 class ReadyResponse(_Api):
-    """Readiness: model loaded and database reachable."""
+    """Readiness: model loaded, database reachable and, with OIDC, the identity provider's keys at hand."""
 
     status: Literal["ok", "degraded", "unavailable"]
     database: bool
     model: ModelInfo | None = None
+    identity_provider: IdentityProviderInfo | None = None
     reason: str | None = None
