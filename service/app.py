@@ -7,7 +7,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,12 +15,13 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic import SecretStr
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Match
 
 from features.centres import CENTRES
 from service.auth import TokenVerifier
 from service.errors import install_error_handlers
 from service.metrics import ServiceMetrics
-from service.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware, TimingMiddleware
+from service.middleware import BodyLimitMiddleware, LoadShedMiddleware, SecurityHeadersMiddleware, TimingMiddleware
 from service.model_holder import ModelHolder, Snapshot
 from service.oidc import IdentityProviderError
 from service.profile_cache import ProfileCache
@@ -172,6 +173,16 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
         # security tests enumerate them, and FastAPI >= 0.16x wraps include_router() results.
         for route in module.router.routes:
             app.router.routes.append(route)
+    # Innermost: admission sees whole bodies (a slow upload is not "in flight" and cannot crowd others out).
+    app.add_middleware(
+        LoadShedMiddleware,
+        limit=settings.max_in_flight,
+        reserve=settings.feedback_reserve,
+        max_age_s=settings.overload_age_ms / 1000.0,
+        retry_after_s=settings.overload_retry_after_s,
+        metrics=app.state.metrics,
+        route_of=_route_of(app),
+    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
@@ -184,3 +195,16 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
     app.add_middleware(TimingMiddleware, metrics=app.state.metrics)
     app.add_middleware(SecurityHeadersMiddleware)
     return app
+
+
+def _route_of(app: FastAPI) -> Callable[[MutableMapping[str, Any]], Any]:
+    """The route a request will reach, found before routing (``None`` when none fits)."""
+
+    def route_of(scope: MutableMapping[str, Any]) -> Any:
+        for route in app.router.routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return route
+        return None
+
+    return route_of

@@ -47,6 +47,12 @@ def uvicorn_config(app_: Any, settings: Any, host: str, port: int, log_level: st
 
     uvicorn's own access log is off: it prints raw paths, which carry client ids (``/v1/clients/{id}``); the
     service logs method, route template, status and duration instead (``service.access``).
+
+    Idle keep-alive connections stay open ``POLKU_KEEP_ALIVE_S`` (75 s), longer than the idle timeout of
+    clients (httpx: 5 s) and proxies (typically 60 s). With uvicorn's default of 5 s, the server sometimes
+    closed a connection at the moment a client reused it; under load, the close takes effect one busy
+    event-loop turn later, the request is left unread in the socket, and the kernel answers it with a reset:
+    the client's ``ReadError`` seen in ``make loadtest`` (reproduced by ``benchmarks/keepalive_race.py``).
     """
     import uvicorn
 
@@ -56,6 +62,7 @@ def uvicorn_config(app_: Any, settings: Any, host: str, port: int, log_level: st
         port=port,
         log_level=log_level,
         access_log=False,
+        timeout_keep_alive=settings.keep_alive_s,
         timeout_graceful_shutdown=settings.graceful_shutdown_s,
         proxy_headers=False,
         server_header=False,
@@ -83,6 +90,7 @@ def _serve_workers(settings: Any, host: str | None, port: int | None, log_level:
         workers=workers,
         log_level=log_level,
         access_log=False,
+        timeout_keep_alive=settings.keep_alive_s,
         timeout_graceful_shutdown=settings.graceful_shutdown_s,
         proxy_headers=False,
         server_header=False,

@@ -51,6 +51,13 @@ class Settings(BaseSettings):
         host: bind address of ``polku serve``.
         port: port of ``polku serve``.
         graceful_shutdown_s: seconds in-flight requests get after SIGTERM.
+        keep_alive_s: seconds an idle keep-alive connection stays open; longer than clients' and proxies' idle
+            timeouts, so that the client, never the server, closes an idle connection.
+        max_in_flight: requests one worker admits at once; past that it answers 503 with ``Retry-After``.
+        feedback_reserve: extra in-flight places only feedback may use, so that overload by rankings does not
+            turn decisions away.
+        overload_age_ms: new requests are turned away while the oldest request in flight has run longer.
+        overload_retry_after_s: ``Retry-After`` sent with a 503 for overload.
         db_retry_after_s: ``Retry-After`` sent with 503 when the database is unreachable.
     """
 
@@ -78,6 +85,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     graceful_shutdown_s: int = Field(default=10, ge=0, le=300)
+    keep_alive_s: int = Field(default=75, ge=1, le=3600)
+    max_in_flight: int = Field(default=4, ge=1, le=10_000)
+    feedback_reserve: int = Field(default=4, ge=0, le=10_000)
+    overload_age_ms: int = Field(default=60, ge=1, le=600_000)
+    overload_retry_after_s: int = Field(default=1, ge=1, le=3600)
     db_retry_after_s: int = Field(default=5, ge=1, le=3600)
 
     @field_validator("cors_origins", mode="before")
