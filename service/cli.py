@@ -1,4 +1,4 @@
-"""Typer sub-app for the HTTP process: serve, token, openapi, load-world, export-training-data."""
+"""Typer sub-app for the HTTP process: serve, token, openapi, load-world, export-training-data, retention."""
 
 from __future__ import annotations
 
@@ -191,3 +191,37 @@ def export_training_data_cmd(
         report = export_training_data(session, out)
     engine.dispose()
     typer.echo(f"exported {report.clients} clients and {report.feedback} feedback events to {report.path}")
+
+
+@app.command("retention")
+def retention_cmd(
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Delete and de-identify the rows counted (default: only count them).")
+    ] = False,
+) -> None:
+    """Apply the retention periods (POLKU_RETENTION_*): count the rows due, then with --apply change them.
+
+    Audit-log rows older than POLKU_RETENTION_AUDIT_DAYS are deleted; feedback older than
+    POLKU_RETENTION_FEEDBACK_DAYS is de-identified. The count and the change use one cutoff, in one transaction.
+    """
+    from service.settings import Settings
+    from service.storage.db import make_engine, make_session_factory, migrate
+    from service.storage.retention import apply_retention, plan_retention, retention_periods
+    from service.storage.tables import utcnow
+
+    settings = Settings()
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    now = utcnow()
+    try:
+        with make_session_factory(engine)() as session:
+            plan = plan_retention(session, settings, now)
+            typer.echo("dry run:\n" + retention_periods(plan))
+            if not apply:
+                typer.echo("nothing changed; run with --apply to apply")
+                return
+            done = apply_retention(session, settings, now)
+            session.commit()
+            typer.echo("applied:\n" + retention_periods(done))
+    finally:
+        engine.dispose()

@@ -297,6 +297,26 @@ class DeletedResponse(_Api):
     feedback_unlinked: int = 0
 
 
+class AccessLogEntry(_Api):
+    """One use of the client's data: who (staff pseudonym, role, centre), when, and for what purpose."""
+
+    at: datetime
+    actor: str = Field(description="The staff member's pseudonym (the token's `sub`).")
+    role: str
+    centre: str | None = None
+    purpose: str = Field(description="Purpose code, e.g. `suggestions`, `candidates`, `client_read`.")
+    description: str = Field(description="The purpose in words (English).")
+
+
+class AccessLogResponse(_Api):
+    """A page of a client's access log, newest first (GDPR Art. 15: who processed the data, when, why)."""
+
+    client_id: str
+    count: int
+    total: int
+    data: list[AccessLogEntry]
+
+
 # ----------------------------------------------------------------------------------------- opportunities
 class OpportunityResponse(_Api):
     """A stored opportunity."""

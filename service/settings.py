@@ -58,6 +58,10 @@ class Settings(BaseSettings):
             turn decisions away.
         overload_age_ms: new requests are turned away while the oldest request in flight has run longer.
         overload_retry_after_s: ``Retry-After`` sent with a 503 for overload.
+        retention_audit_days: audit-log rows older than this are deleted by ``polku retention --apply``.
+        retention_feedback_days: feedback older than this is de-identified by ``polku retention --apply``.
+        retention_impressions_days: period of the impressions table (suggestions shown), applied once that table
+            is registered in ``service/storage/retention.py``.
         db_retry_after_s: ``Retry-After`` sent with 503 when the database is unreachable.
     """
 
@@ -90,6 +94,9 @@ class Settings(BaseSettings):
     feedback_reserve: int = Field(default=4, ge=0, le=10_000)
     overload_age_ms: int = Field(default=60, ge=1, le=600_000)
     overload_retry_after_s: int = Field(default=1, ge=1, le=3600)
+    retention_audit_days: int = Field(default=730, ge=1, le=36_500)
+    retention_feedback_days: int = Field(default=1095, ge=1, le=36_500)
+    retention_impressions_days: int = Field(default=180, ge=1, le=36_500)
     db_retry_after_s: int = Field(default=5, ge=1, le=3600)
 
     @field_validator("cors_origins", mode="before")

@@ -33,6 +33,7 @@ OPERATION_IDS = {
     ("put", "/v1/clients/{client_id}"): "upsertClient",
     ("get", "/v1/clients/{client_id}"): "getClient",
     ("delete", "/v1/clients/{client_id}"): "deleteClient",
+    ("get", "/v1/clients/{client_id}/access-log"): "listClientAccessLog",
     ("get", "/v1/opportunities"): "listOpportunities",
     ("put", "/v1/opportunities/{opportunity_id}"): "upsertOpportunity",
     ("get", "/v1/opportunities/{opportunity_id}"): "getOpportunity",
