@@ -163,9 +163,12 @@ class LoadShedMiddleware:
       take longer, and this bound admits fewer of them, so that the admitted ones still answer in time.
 
     Paths in ``exempt`` (health, readiness, metrics, the operator's model reload) are never shed and not
-    counted. Paths in ``reserved`` (feedback, a short database write) skip the age bound and may use
-    ``reserve`` places beyond ``limit``: a decision is not turned away because rankings fill the worker, and
-    when it is, it gets the same 503 (so the case tool sends it again), never silence.
+    counted. Paths in ``heavy`` (the reload: seconds of loading and encoding on the same core) are exempt too,
+    but while one runs it counts as the oldest request, so only ``floor`` requests run beside it.
+
+    Paths in ``reserved`` (feedback, a short database write) skip the age bound and may use ``reserve``
+    places beyond ``limit``: a decision is not turned away because rankings fill the worker, and when it is,
+    it gets the same 503 (so the case tool sends it again), never silence.
 
     The state lives on the worker's event loop (one per process), so it needs no lock.
 
@@ -181,6 +184,7 @@ class LoadShedMiddleware:
             carry client ids). It is also put in the scope, so the timing middleware files a shed request under
             its route with status 503.
         exempt: paths never shed.
+        heavy: exempt paths whose run limits admission like an old request in flight.
         reserved: paths that may use the reserve.
         clock: monotonic clock (tests).
     """
@@ -197,6 +201,7 @@ class LoadShedMiddleware:
         route_of: Callable[[Scope], Any],
         floor: int = 2,
         exempt: frozenset[str] = frozenset({"/healthz", "/readyz", "/metrics", "/v1/admin/model:reload"}),
+        heavy: frozenset[str] = frozenset({"/v1/admin/model:reload"}),
         reserved: frozenset[str] = frozenset({"/v1/feedback"}),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -209,9 +214,11 @@ class LoadShedMiddleware:
         self.metrics = metrics
         self.route_of = route_of
         self.exempt = exempt
+        self.heavy = heavy
         self.reserved = reserved
         self.clock = clock
         self._started: dict[int, float] = {}  # request number -> start, in admission order
+        self._heavy_started: dict[int, float] = {}
         self._next = 0
         metrics.in_flight_limit.set(limit)
 
@@ -228,13 +235,22 @@ class LoadShedMiddleware:
             return False
         if n < self.floor:
             return True
-        oldest = next(iter(self._started.values()))
+        oldest = min([next(iter(self._started.values())), *self._heavy_started.values()])
         return self.clock() - oldest <= self.max_age_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: D102
         path = scope.get("path", "")
         if scope["type"] != "http" or path in self.exempt:
-            await self.app(scope, receive, send)
+            if path not in self.heavy:
+                await self.app(scope, receive, send)
+                return
+            number = self._next
+            self._next += 1
+            self._heavy_started[number] = self.clock()
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                del self._heavy_started[number]
             return
         if not self._admits(path):
             route = self.route_of(scope)

@@ -128,25 +128,36 @@ def test_while_the_oldest_request_runs_too_long_only_the_floor_and_feedback_are_
         assert held.entered == 3, "young requests are admitted up to the limit"
         now[0] = 0.5  # the core is shared: the oldest request has run 500 ms
         assert (await _call(app, "/v1/opportunities/x/candidates"))[0] == 503
-        tasks.append(asyncio.create_task(_call(app, "/v1/admin/model:reload")))  # the operator's reload: exempt
         tasks.append(asyncio.create_task(_call(app, "/v1/feedback")))  # a short write skips the age bound
         await asyncio.sleep(0.01)
-        assert held.entered == 5
-        assert app.in_flight == 4, "the reload is not counted"
+        assert held.entered == 4
         held.release.set()
-        assert [r[0] for r in await asyncio.gather(*tasks)] == [200] * 5
+        assert [r[0] for r in await asyncio.gather(*tasks)] == [200] * 4
+
+        # a model reload is never shed and not counted, but while it runs only the floor is admitted
+        held.release.clear()
+        reload = asyncio.create_task(_call(app, "/v1/admin/model:reload"))
+        await asyncio.sleep(0.01)
+        assert (held.entered, app.in_flight) == (5, 0)
+        now[0] = 1.0  # the reload has run 500 ms
+        beside = [asyncio.create_task(_call(app, "/v1/suggestions")) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        assert held.entered == 7, "the floor runs beside the reload"
+        assert (await _call(app, "/v1/suggestions"))[0] == 503
+        held.release.set()
+        assert [r[0] for r in await asyncio.gather(reload, *beside)] == [200] * 3
         # once the slow requests are answered, the floor is free again and new requests are admitted
         held.release.clear()
         first = asyncio.create_task(_call(app, "/v1/suggestions"))
         await asyncio.sleep(0.01)
-        now[0] = 5.0
+        now[0] = 6.0
         second = asyncio.create_task(_call(app, "/v1/suggestions"))
         await asyncio.sleep(0.01)
-        assert held.entered == 7, "below the floor, age does not matter"
+        assert held.entered == 9, "below the floor, age does not matter"
         assert (await _call(app, "/v1/suggestions"))[0] == 503
         held.release.set()
         await asyncio.gather(first, second)
-        assert _shed_count(metrics, "/v1/suggestions") == 1
+        assert _shed_count(metrics, "/v1/suggestions") == 2
         assert _shed_count(metrics, "/v1/opportunities/x/candidates") == 1
 
     asyncio.run(scenario())
