@@ -32,7 +32,7 @@ bench: setup
 	$(RUN) python -m benchmarks.run
 
 loadtest: setup
-	$(RUN) python -m benchmarks.loadtest --duration 60 --rate 200
+	$(RUN) python -m benchmarks.loadtest --duration 60 --overload 2
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -233,6 +233,9 @@ class DataDir:
                 "POLKU_JWT_SECRET": JWT_SECRET,
                 "POLKU_ENV": "dev",
                 "MLFLOW_TRACKING_URI": f"sqlite:///{self.path / 'mlflow.db'}",
+                # The benchmarks measure the engine at a fixed concurrency, not admission: nothing is shed.
+                "POLKU_MAX_IN_FLIGHT": "1000",
+                "POLKU_OVERLOAD_AGE_MS": "600000",
             }
         )
         return env

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import gc
+import json
 import logging
+import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from pydantic import SecretStr
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Match
 
 from features.centres import CENTRES
+from service.auth import TokenVerifier
 from service.coding import CoderHolder
 from service.errors import install_error_handlers
 from service.metrics import ServiceMetrics
-from service.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware, TimingMiddleware
+from service.middleware import BodyLimitMiddleware, LoadShedMiddleware, SecurityHeadersMiddleware, TimingMiddleware
 from service.model_holder import ModelHolder, Snapshot
+from service.oidc import IdentityProviderError
 from service.profile_cache import ProfileCache
 from service.routers import candidates, clients, coding, feedback, health, model, opportunities, suggestions
 from service.settings import Settings, get_settings
@@ -29,13 +36,41 @@ logger = logging.getLogger(__name__)
 
 API_DESCRIPTION = """Suggestions, paths and candidates for Finland's immigrant competence centres.
 
-Every route except `/healthz` and `/readyz` needs `Authorization: Bearer <JWT>` (HS256) with `role` and `centre`.
+Every route except `/healthz` and `/readyz` needs `Authorization: Bearer <JWT>`: a token of the configured
+identity provider (RS256/ES256, OpenID Connect) or, in development, one minted by `polku token` (HS256). The
+token names the caller's role (counsellor, coordinator, data_scientist, admin) and centre.
 Decisions stay with people: the service suggests and explains, counsellors and coordinators decide.
 """
+
+# Tags group the operations in generated clients (one module per tag) and in the published document.
+OPENAPI_TAGS: list[dict[str, str]] = [
+    {"name": "suggestions", "description": "Next steps for a client, with reasons, gaps, remedies and paths."},
+    {"name": "candidates", "description": "Consenting clients of a centre ranked for one vacancy or trial slot."},
+    {"name": "clients", "description": "Client profiles and consents, erasure and the access log."},
+    {"name": "coding", "description": "ESCO occupations, ISCO-08 codes and skills proposed from a text."},
+    {"name": "opportunities", "description": "The catalogue of trainings, work trials and vacancies."},
+    {"name": "feedback", "description": "Counsellors' decisions and outcomes."},
+    {"name": "model", "description": "The model in service and its reload."},
+    {"name": "health", "description": "Liveness, readiness and metrics."},
+]
+
+
+def _fetch_signing_keys(app: FastAPI) -> None:
+    """Fetch the identity provider's keys before serving; on failure, start anyway (readiness reports it)."""
+    verifier: TokenVerifier = app.state.token_verifier
+    if verifier.keys is None:
+        return
+    try:
+        verifier.keys.refresh()
+    except IdentityProviderError as exc:
+        logger.warning(
+            "identity provider keys not loaded at start (tokens of the provider fail until they are): %s", exc
+        )
 
 
 def _start(app: FastAPI) -> None:
     settings: Settings = app.state.settings
+    _fetch_signing_keys(app)
     engine = make_engine(settings.database_url)
     migrate(engine)
     app.state.engine = engine
@@ -93,6 +128,21 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine.dispose()
 
 
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document of the API, as published in ``docs/openapi.json`` (``polku openapi``).
+
+    The app is built with throwaway settings and never started: the document depends on no configuration.
+    """
+    settings = Settings(jwt_secret=SecretStr(secrets.token_urlsafe(48)), registry_enabled=False)
+    document: dict[str, Any] = create_app(settings).openapi()
+    return document
+
+
+def openapi_json(document: dict[str, Any]) -> str:
+    """The published text form of an OpenAPI document (indented, key order kept, final newline)."""
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
 def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | None = None) -> FastAPI:
     """Build the Polku API.
 
@@ -104,17 +154,19 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
         The app; its lifespan migrates the database and loads the model.
     """
     settings = settings or get_settings()
-    settings.jwt_key()  # fail fast on an unsafe secret configuration
+    settings.require_authentication()  # fail fast: outside dev, an identity provider or a secret is required
     app = FastAPI(
         title="Polku API",
         version="1.0.0",
         description=API_DESCRIPTION,
+        openapi_tags=OPENAPI_TAGS,
         lifespan=_lifespan,
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
     )
     app.state.settings = settings
+    app.state.token_verifier = TokenVerifier(settings)
     app.state.metrics = ServiceMetrics()
     app.state.model_holder = model_holder or ModelHolder(settings)
     app.state.profile_cache = ProfileCache()
@@ -125,6 +177,16 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
         # security tests enumerate them, and FastAPI >= 0.16x wraps include_router() results.
         for route in module.router.routes:
             app.router.routes.append(route)
+    # Innermost: admission sees whole bodies (a slow upload is not "in flight" and cannot crowd others out).
+    app.add_middleware(
+        LoadShedMiddleware,
+        limit=settings.max_in_flight,
+        reserve=settings.feedback_reserve,
+        max_age_s=settings.overload_age_ms / 1000.0,
+        retry_after_s=settings.overload_retry_after_s,
+        metrics=app.state.metrics,
+        route_of=_route_of(app),
+    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
@@ -137,3 +199,16 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
     app.add_middleware(TimingMiddleware, metrics=app.state.metrics)
     app.add_middleware(SecurityHeadersMiddleware)
     return app
+
+
+def _route_of(app: FastAPI) -> Callable[[MutableMapping[str, Any]], Any]:
+    """The route a request will reach, found before routing (``None`` when none fits)."""
+
+    def route_of(scope: MutableMapping[str, Any]) -> Any:
+        for route in app.router.routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return route
+        return None
+
+    return route_of

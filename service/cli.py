@@ -1,4 +1,4 @@
-"""Typer sub-app for the HTTP process: serve, token, load-world, export-training-data, code."""
+"""Typer sub-app for the HTTP process: serve, token, openapi, load-world, export-training-data, retention, code."""
 
 from __future__ import annotations
 
@@ -47,6 +47,12 @@ def uvicorn_config(app_: Any, settings: Any, host: str, port: int, log_level: st
 
     uvicorn's own access log is off: it prints raw paths, which carry client ids (``/v1/clients/{id}``); the
     service logs method, route template, status and duration instead (``service.access``).
+
+    Idle keep-alive connections stay open ``POLKU_KEEP_ALIVE_S`` (75 s), longer than the idle timeout of
+    clients (httpx: 5 s) and proxies (typically 60 s). With uvicorn's default of 5 s, the server sometimes
+    closed a connection at the moment a client reused it; under load, the close takes effect one busy
+    event-loop turn later, the request is left unread in the socket, and the kernel answers it with a reset:
+    the client's ``ReadError`` seen in ``make loadtest`` (reproduced by ``benchmarks/keepalive_race.py``).
     """
     import uvicorn
 
@@ -56,6 +62,7 @@ def uvicorn_config(app_: Any, settings: Any, host: str, port: int, log_level: st
         port=port,
         log_level=log_level,
         access_log=False,
+        timeout_keep_alive=settings.keep_alive_s,
         timeout_graceful_shutdown=settings.graceful_shutdown_s,
         proxy_headers=False,
         server_header=False,
@@ -71,7 +78,7 @@ def _serve_workers(settings: Any, host: str | None, port: int | None, log_level:
 
     from service.storage.db import make_engine, migrate
 
-    settings.jwt_key()  # fail fast on an unsafe secret configuration before forking
+    settings.require_authentication()  # fail fast on an unsafe configuration before forking
     engine = make_engine(settings.database_url)
     migrate(engine)
     engine.dispose()
@@ -83,6 +90,7 @@ def _serve_workers(settings: Any, host: str | None, port: int | None, log_level:
         workers=workers,
         log_level=log_level,
         access_log=False,
+        timeout_keep_alive=settings.keep_alive_s,
         timeout_graceful_shutdown=settings.graceful_shutdown_s,
         proxy_headers=False,
         server_header=False,
@@ -127,6 +135,22 @@ def token(
         typer.echo(mint_token(Settings(), role=role, centre=centre, subject=sub, ttl_s=ttl))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+
+
+@app.command("openapi")
+def openapi_cmd(
+    out: Annotated[Path | None, typer.Option("--out", help="Write to this file (default: print).")] = None,
+) -> None:
+    """Print or write the OpenAPI document of the API (published as docs/openapi.json)."""
+    from service.app import openapi_document, openapi_json
+
+    text = openapi_json(openapi_document())
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {out}")
 
 
 @app.command("load-world")
@@ -211,3 +235,37 @@ def code_cmd(
         typer.echo("skills named in the text:")
         for named in answer.skills_in_text:
             typer.echo(f"   - {named.label}: {' '.join(named.words)}")
+
+
+@app.command("retention")
+def retention_cmd(
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Delete and de-identify the rows counted (default: only count them).")
+    ] = False,
+) -> None:
+    """Apply the retention periods (POLKU_RETENTION_*): count the rows due, then with --apply change them.
+
+    Audit-log rows older than POLKU_RETENTION_AUDIT_DAYS are deleted; feedback older than
+    POLKU_RETENTION_FEEDBACK_DAYS is de-identified. The count and the change use one cutoff, in one transaction.
+    """
+    from service.settings import Settings
+    from service.storage.db import make_engine, make_session_factory, migrate
+    from service.storage.retention import apply_retention, plan_retention, retention_periods
+    from service.storage.tables import utcnow
+
+    settings = Settings()
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    now = utcnow()
+    try:
+        with make_session_factory(engine)() as session:
+            plan = plan_retention(session, settings, now)
+            typer.echo("dry run:\n" + retention_periods(plan))
+            if not apply:
+                typer.echo("nothing changed; run with --apply to apply")
+                return
+            done = apply_retention(session, settings, now)
+            session.commit()
+            typer.echo("applied:\n" + retention_periods(done))
+    finally:
+        engine.dispose()

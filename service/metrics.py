@@ -8,7 +8,7 @@ _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0
 
 
 class ServiceMetrics:
-    """Latency per route, model version, suggestions served and fallback answers."""
+    """Latency per route, model version, suggestions served, fallback answers, in-flight and shed requests."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -37,6 +37,20 @@ class ServiceMetrics:
         )
         self.feedback = Counter("polku_feedback_events", "Feedback events", ["status"], registry=self.registry)
         self.reloads = Counter("polku_model_reloads", "Model reload attempts", ["result"], registry=self.registry)
+        self.shed = Counter(
+            "polku_requests_shed",
+            "Requests answered 503 at once because the worker was at its in-flight limit",
+            ["route"],
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "polku_requests_in_flight", "Requests admitted and not yet answered", registry=self.registry
+        )
+        self.in_flight_limit = Gauge(
+            "polku_requests_in_flight_limit",
+            "In-flight limit of this worker (feedback excluded)",
+            registry=self.registry,
+        )
 
     def set_model(self, name: str, alias: str | None, version: str | None, source: str, fallback: bool) -> None:
         """Expose the model in service."""

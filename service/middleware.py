@@ -1,4 +1,4 @@
-"""Pure ASGI middlewares: security headers, body size cap (413), and per-route timing without values."""
+"""Pure ASGI middlewares: security headers, body size cap (413), per-route timing without values, load shedding."""
 
 from __future__ import annotations
 
@@ -147,3 +147,125 @@ class TimingMiddleware:
             method = str(scope.get("method", ""))
             self.metrics.latency.labels(method=method, route=template, status=str(status)).observe(elapsed)
             logger.info("%s %s %d %.1fms", method, template, status, elapsed * 1000)
+
+
+class LoadShedMiddleware:
+    """Bounds the work one worker has in flight; past the bound it answers 503 with ``Retry-After`` at once.
+
+    A saturated worker that keeps accepting work only queues it: every answer gets slow and clients time out.
+    Turning the excess away at once keeps the admitted answers fast and tells clients when to try again.
+    Scoring is CPU-bound and the requests in flight share one core, so each admitted request slows all the
+    others. Two bounds apply:
+
+    * at most ``limit`` requests in flight;
+    * no new request while the oldest one in flight has run longer than ``max_age_s``, unless fewer than
+      ``floor`` are in flight. When the core is shared (a retrain, a model reload, another process), requests
+      take longer, and this bound admits fewer of them, so that the admitted ones still answer in time.
+
+    Paths in ``exempt`` (health, readiness, metrics, the operator's model reload) are never shed and not
+    counted. Paths in ``heavy`` (the reload: seconds of loading and encoding on the same core) are exempt too,
+    but while one runs it counts as the oldest request, so only ``floor`` requests run beside it.
+
+    Paths in ``reserved`` (feedback, a short database write) skip the age bound and may use ``reserve``
+    places beyond ``limit``: a decision is not turned away because rankings fill the worker, and when it is,
+    it gets the same 503 (so the case tool sends it again), never silence.
+
+    The state lives on the worker's event loop (one per process), so it needs no lock.
+
+    Args:
+        app: the wrapped ASGI app.
+        limit: requests admitted at once (feedback may exceed it by ``reserve``).
+        reserve: extra places for ``reserved`` paths.
+        max_age_s: age of the oldest request in flight past which new requests are turned away.
+        floor: requests always admitted (up to ``limit``) whatever the age of the oldest.
+        retry_after_s: the ``Retry-After`` value.
+        metrics: shed counter and in-flight gauges.
+        route_of: the route a request will reach, or ``None`` (its template labels the metrics; raw paths would
+            carry client ids). It is also put in the scope, so the timing middleware files a shed request under
+            its route with status 503.
+        exempt: paths never shed.
+        heavy: exempt paths whose run limits admission like an old request in flight.
+        reserved: paths that may use the reserve.
+        clock: monotonic clock (tests).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limit: int,
+        reserve: int,
+        max_age_s: float,
+        retry_after_s: int,
+        metrics: ServiceMetrics,
+        route_of: Callable[[Scope], Any],
+        floor: int = 2,
+        exempt: frozenset[str] = frozenset({"/healthz", "/readyz", "/metrics", "/v1/admin/model:reload"}),
+        heavy: frozenset[str] = frozenset({"/v1/admin/model:reload"}),
+        reserved: frozenset[str] = frozenset({"/v1/feedback"}),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.app = app
+        self.limit = limit
+        self.reserve = reserve
+        self.max_age_s = max_age_s
+        self.floor = min(floor, limit)
+        self.retry_after = str(retry_after_s).encode()
+        self.metrics = metrics
+        self.route_of = route_of
+        self.exempt = exempt
+        self.heavy = heavy
+        self.reserved = reserved
+        self.clock = clock
+        self._started: dict[int, float] = {}  # request number -> start, in admission order
+        self._heavy_started: dict[int, float] = {}
+        self._next = 0
+        metrics.in_flight_limit.set(limit)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests admitted and not yet answered."""
+        return len(self._started)
+
+    def _admits(self, path: str) -> bool:
+        n = len(self._started)
+        if path in self.reserved:
+            return n < self.limit + self.reserve
+        if n >= self.limit:
+            return False
+        if n < self.floor:
+            return True
+        oldest = min([next(iter(self._started.values())), *self._heavy_started.values()])
+        return self.clock() - oldest <= self.max_age_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: D102
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in self.exempt:
+            if path not in self.heavy:
+                await self.app(scope, receive, send)
+                return
+            number = self._next
+            self._next += 1
+            self._heavy_started[number] = self.clock()
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                del self._heavy_started[number]
+            return
+        if not self._admits(path):
+            route = self.route_of(scope)
+            if route is not None:
+                scope["route"] = route
+            self.metrics.shed.labels(route=getattr(route, "path", "unmatched")).inc()
+            body = {"errors": [{"field": None, "reason": "server busy: too many requests in flight, retry later"}]}
+            await _send_json(send, 503, body, [(b"retry-after", self.retry_after)])
+            return
+        number = self._next
+        self._next += 1
+        self._started[number] = self.clock()
+        self.metrics.in_flight.set(len(self._started))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            del self._started[number]
+            self.metrics.in_flight.set(len(self._started))

@@ -414,6 +414,26 @@ class DeletedResponse(_Api):
     feedback_unlinked: int = 0
 
 
+class AccessLogEntry(_Api):
+    """One use of the client's data: who (staff pseudonym, role, centre), when, and for what purpose."""
+
+    at: datetime
+    actor: str = Field(description="The staff member's pseudonym (the token's `sub`).")
+    role: str
+    centre: str | None = None
+    purpose: str = Field(description="Purpose code, e.g. `suggestions`, `candidates`, `client_read`.")
+    description: str = Field(description="The purpose in words (English).")
+
+
+class AccessLogResponse(_Api):
+    """A page of a client's access log, newest first (GDPR Art. 15: who processed the data, when, why)."""
+
+    client_id: str
+    count: int
+    total: int
+    data: list[AccessLogEntry]
+
+
 # ----------------------------------------------------------------------------------------- opportunities
 class OpportunityResponse(_Api):
     """A stored opportunity."""
@@ -469,10 +489,22 @@ class HealthResponse(_Api):
     status: Literal["ok"]
 
 
+class IdentityProviderInfo(_Api):
+    """The identity provider's signing keys as this process holds them (present when OIDC is configured)."""
+
+    status: Literal["ok", "unreachable", "not_loaded"] = Field(
+        description="ok: last key-set fetch succeeded; unreachable: it failed (cached keys keep working); "
+        "not_loaded: no keys yet."
+    )
+    keys: int = Field(description="Signing keys cached.")
+    fetched_at: datetime | None = Field(default=None, description="Last successful fetch.")
+
+
 class ReadyResponse(_Api):
-    """Readiness: model loaded and database reachable."""
+    """Readiness: model loaded, database reachable and, with OIDC, the identity provider's keys at hand."""
 
     status: Literal["ok", "degraded", "unavailable"]
     database: bool
     model: ModelInfo | None = None
+    identity_provider: IdentityProviderInfo | None = None
     reason: str | None = None

@@ -5,6 +5,7 @@ Register in ``tests/conftest.py`` with ``pytest_plugins = ["tests.service_fixtur
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -46,10 +47,21 @@ def _pg_available() -> bool:
     return False
 
 
+def pg_unavailable(reason: str) -> None:
+    """Skip a PostgreSQL test, or fail it when ``CI`` is set: a CI run must not pass without PostgreSQL."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so PostgreSQL tests fail instead of skipping)", pytrace=False)
+    pytest.skip(reason)
+
+
 def fresh_pg_database(prefix: str) -> Iterator[str]:
-    """Create a new PostgreSQL database, yield its URL, drop it afterwards (skip when no server is reachable)."""
+    """Create a new PostgreSQL database, yield its URL, drop it afterwards.
+
+    When no server can be reached (even after trying to start it) the test is skipped, or fails when ``CI``
+    is set.
+    """
     if not _pg_available():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+        pg_unavailable("PostgreSQL is not reachable on 127.0.0.1:5432 and could not be started")
     import psycopg
 
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"

@@ -320,6 +320,9 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits_zero(tmp_path: Path) 
         "POLKU_REGISTRY_ENABLED": "false",
         "POLKU_JWT_SECRET": secret,
         "POLKU_GRACEFUL_SHUTDOWN_S": "20",
+        # five requests in flight at once on purpose: admission control is not what this test is about
+        "POLKU_MAX_IN_FLIGHT": "16",
+        "POLKU_OVERLOAD_AGE_MS": "60000",
     }
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen(  # noqa: S603

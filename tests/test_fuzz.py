@@ -44,6 +44,7 @@ ROLE_OF: dict[tuple[str, str], tuple[str, str | None]] = {
     ("PUT", "/v1/clients/{client_id}"): ("counsellor", "helsinki"),
     ("GET", "/v1/clients/{client_id}"): ("counsellor", "helsinki"),
     ("DELETE", "/v1/clients/{client_id}"): ("counsellor", "helsinki"),
+    ("GET", "/v1/clients/{client_id}/access-log"): ("counsellor", "helsinki"),
     ("GET", "/v1/opportunities"): ("counsellor", "helsinki"),
     ("GET", "/v1/opportunities/{opportunity_id}"): ("coordinator", "helsinki"),
     ("PUT", "/v1/opportunities/{opportunity_id}"): ("coordinator", "helsinki"),

@@ -162,8 +162,9 @@ def _log_run(
     import mlflow
     import mlflow.data
 
+    from models.example import fake_input_example
     from models.outcome import describe
-    from models.package import log_polku_model, make_input_example
+    from models.package import log_polku_model
 
     ranker = fit.ranker
     mlflow.log_params({**cfg.flat_params(), **_world_params(world)})
@@ -192,7 +193,7 @@ def _log_run(
     plt.close(fig)
     mlflow.log_dict(report, "evaluation/report.json")
     mlflow.log_text(table, "evaluation/report.md")
-    example = make_input_example(list(test.clients[:1]) or world.clients[:1], list(test.opportunities[:3]))
+    example = fake_input_example(list(test.opportunities[:3]))  # a made-up client: no person enters MLflow
     with _stage("log model") as bar:
         info = log_polku_model(
             model, name="model", registered_model_name=cfg.registered_model_name, input_example=example

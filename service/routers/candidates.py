@@ -19,6 +19,7 @@ router = APIRouter(prefix="/v1", tags=["candidates"])
 
 @router.post(
     "/opportunities/{opportunity_id}/candidates",
+    operation_id="rankCandidates",
     response_model=CandidatesResponse,
     responses={**ERROR_RESPONSES, **NOT_FOUND},
 )

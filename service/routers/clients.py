@@ -1,21 +1,34 @@
-"""PUT / GET / DELETE /v1/clients/{client_id}: profiles and consents (counsellors of the client's centre)."""
+"""PUT / GET / DELETE /v1/clients/{client_id} and its access log (counsellors of the client's centre)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from features.records import ClientId
 from service.auth import ensure_centre
 from service.deps import Counsellor, SessionDep, actor_of
 from service.errors import FieldError
-from service.schemas import ERROR_RESPONSES, NOT_FOUND, ClientPutRequest, ClientResponse, DeletedResponse
+from service.schemas import (
+    ERROR_RESPONSES,
+    NOT_FOUND,
+    AccessLogResponse,
+    ClientPutRequest,
+    ClientResponse,
+    DeletedResponse,
+)
 from service.storage import repositories as repo
+from service.subject_rights import client_access_log
 
 router = APIRouter(prefix="/v1/clients", tags=["clients"])
 
 
 @router.put(
-    "/{client_id}", response_model=ClientResponse, responses={**ERROR_RESPONSES, 201: {"model": ClientResponse}}
+    "/{client_id}",
+    operation_id="upsertClient",
+    response_model=ClientResponse,
+    responses={**ERROR_RESPONSES, 201: {"model": ClientResponse}},
 )
 def put_client(
     client_id: ClientId, body: ClientPutRequest, principal: Counsellor, session: SessionDep, response: Response
@@ -38,7 +51,9 @@ def put_client(
     )
 
 
-@router.get("/{client_id}", response_model=ClientResponse, responses={**ERROR_RESPONSES, **NOT_FOUND})
+@router.get(
+    "/{client_id}", operation_id="getClient", response_model=ClientResponse, responses={**ERROR_RESPONSES, **NOT_FOUND}
+)
 def get_client(client_id: ClientId, principal: Counsellor, session: SessionDep) -> ClientResponse:
     """A stored client's profile and consents (audited read)."""
     row = repo.get_client_row(session, client_id)
@@ -52,16 +67,41 @@ def get_client(client_id: ClientId, principal: Counsellor, session: SessionDep) 
     return ClientResponse(profile=profile, updated_at=repo.as_utc(row.updated_at))
 
 
-@router.delete("/{client_id}", response_model=DeletedResponse, responses={**ERROR_RESPONSES, **NOT_FOUND})
+@router.delete(
+    "/{client_id}",
+    operation_id="deleteClient",
+    response_model=DeletedResponse,
+    responses={**ERROR_RESPONSES, **NOT_FOUND},
+)
 def delete_client(client_id: ClientId, principal: Counsellor, session: SessionDep, request: Request) -> DeletedResponse:
     """Erase a client: profile and audit attributes are deleted and feedback events are unlinked."""
     centre = repo.client_centre(session, client_id)
     if centre is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="client not found")
     ensure_centre(principal, centre)
-    n_feedback = len(repo.feedback_for_clients(session, [client_id]))
-    repo.delete_client(session, client_id)
+    erased = repo.delete_client(session, client_id) or {}
     repo.write_audit(session, actor_of(principal), [client_id], "erasure")
     session.commit()
     request.app.state.profile_cache.forget(client_id)
-    return DeletedResponse(id=client_id, feedback_unlinked=n_feedback)
+    return DeletedResponse(id=client_id, feedback_unlinked=erased.get("feedback_events", 0))
+
+
+@router.get(
+    "/{client_id}/access-log",
+    operation_id="listClientAccessLog",
+    response_model=AccessLogResponse,
+    responses={**ERROR_RESPONSES, **NOT_FOUND},
+)
+def get_access_log(
+    client_id: ClientId,
+    principal: Counsellor,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> AccessLogResponse:
+    """Who used the client's data, when and for what purpose (from the audit log), newest first.
+
+    For the client's right of access (GDPR Art. 15). Counsellors of the client's centre and admins; the read is
+    itself audited (purpose ``access_log``).
+    """
+    return client_access_log(session, principal, client_id, limit=limit, offset=offset)

@@ -12,7 +12,7 @@ from service.storage import repositories as repo
 router = APIRouter(prefix="/v1", tags=["coding"])
 
 
-@router.post("/coding:suggest", response_model=CodingResponse, responses=ERROR_RESPONSES)
+@router.post("/coding:suggest", operation_id="suggestCoding", response_model=CodingResponse, responses=ERROR_RESPONSES)
 def post_coding_suggest(
     req: CodingRequest, principal: StaffForCoding, session: SessionDep, coder: CoderDep
 ) -> CodingResponse:

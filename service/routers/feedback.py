@@ -41,6 +41,7 @@ _EXAMPLES = {
 
 @router.post(
     "/feedback",
+    operation_id="recordFeedback",
     response_model=FeedbackResponse,
     status_code=status.HTTP_201_CREATED,
     responses={

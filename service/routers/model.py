@@ -31,7 +31,7 @@ def model_response(snapshot: Snapshot) -> ModelResponse:
     )
 
 
-@router.get("/model", response_model=ModelResponse, responses=ERROR_RESPONSES)
+@router.get("/model", operation_id="getModel", response_model=ModelResponse, responses=ERROR_RESPONSES)
 def get_model(_principal: AnyUser, holder: HolderDep) -> ModelResponse:
     """The model in service: name, version, alias, fallback flag, source and metadata."""
     if not holder.ready:
@@ -43,6 +43,7 @@ def get_model(_principal: AnyUser, holder: HolderDep) -> ModelResponse:
 
 @router.post(
     "/admin/model:reload",
+    operation_id="reloadModel",
     response_model=ModelResponse,
     responses={**ERROR_RESPONSES, 409: {"description": "Reload refused; the old model keeps serving"}},
 )

@@ -25,7 +25,7 @@ from service.storage import repositories as repo
 router = APIRouter(prefix="/v1/opportunities", tags=["opportunities"])
 
 
-@router.get("", response_model=OpportunityList, responses=ERROR_RESPONSES)
+@router.get("", operation_id="listOpportunities", response_model=OpportunityList, responses=ERROR_RESPONSES)
 def list_opportunities(
     _principal: AnyUser,
     session: SessionDep,
@@ -41,6 +41,7 @@ def list_opportunities(
 
 @router.put(
     "/{opportunity_id}",
+    operation_id="upsertOpportunity",
     response_model=OpportunityResponse | OpportunityProposal,
     responses={**ERROR_RESPONSES, 201: {"model": OpportunityResponse}},
 )
@@ -74,7 +75,12 @@ def put_opportunity(
     return OpportunityResponse(opportunity=record, created=created)
 
 
-@router.get("/{opportunity_id}", response_model=OpportunityResponse, responses={**ERROR_RESPONSES, **NOT_FOUND})
+@router.get(
+    "/{opportunity_id}",
+    operation_id="getOpportunity",
+    response_model=OpportunityResponse,
+    responses={**ERROR_RESPONSES, **NOT_FOUND},
+)
 def get_opportunity(opportunity_id: OpportunityId, _principal: AnyUser, session: SessionDep) -> OpportunityResponse:
     """One opportunity."""
     opp = repo.get_opportunity(session, opportunity_id)
@@ -83,7 +89,12 @@ def get_opportunity(opportunity_id: OpportunityId, _principal: AnyUser, session:
     return OpportunityResponse(opportunity=opp)
 
 
-@router.delete("/{opportunity_id}", response_model=DeletedResponse, responses={**ERROR_RESPONSES, **NOT_FOUND})
+@router.delete(
+    "/{opportunity_id}",
+    operation_id="deleteOpportunity",
+    response_model=DeletedResponse,
+    responses={**ERROR_RESPONSES, **NOT_FOUND},
+)
 def delete_opportunity(opportunity_id: OpportunityId, principal: Coordinator, session: SessionDep) -> DeletedResponse:
     """Remove an opportunity of the caller's centre from the catalogue."""
     centre = repo.opportunity_centre(session, opportunity_id)

@@ -15,7 +15,12 @@ from service.suggest import suggest
 router = APIRouter(prefix="/v1", tags=["suggestions"])
 
 
-@router.post("/suggestions", response_model=SuggestionsResponse, responses={**ERROR_RESPONSES, **NOT_FOUND})
+@router.post(
+    "/suggestions",
+    operation_id="createSuggestions",
+    response_model=SuggestionsResponse,
+    responses={**ERROR_RESPONSES, **NOT_FOUND},
+)
 def post_suggestions(
     req: SuggestionsRequest, principal: Counsellor, session: SessionDep, snapshot: SnapshotDep, metrics: MetricsDep
 ) -> SuggestionsResponse:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from features.events import DecisionEvent, OutcomeEvent
 from features.records import AuditAttributes, ClientProfile, Opportunity
+from service.storage.retention import erase_client
 from service.storage.tables import (
     AuditAttributeRow,
     AuditLogRow,
@@ -96,19 +97,17 @@ def get_client_row(session: Session, client_id: str) -> ClientRow | None:
     return session.get(ClientRow, client_id)
 
 
-def delete_client(session: Session, client_id: str) -> bool:
-    """Erase a client: profile and audit attributes deleted, feedback unlinked. Returns False when unknown."""
-    client_row = session.get(ClientRow, client_id)
-    if client_row is None:
-        return False
-    bump_versions(session, [clients_version_name(client_row.centre)])
-    rows = session.scalars(select(FeedbackRow).where(FeedbackRow.client_id == client_id)).all()
-    for row in rows:
-        row.client_id = None
-        row.payload = {k: v for k, v in row.payload.items() if k != "client_id"}
-    session.execute(delete(AuditAttributeRow).where(AuditAttributeRow.client_id == client_id))
-    session.execute(delete(ClientRow).where(ClientRow.client_id == client_id))
-    return True
+def delete_client(session: Session, client_id: str) -> dict[str, int] | None:
+    """Erase a client from every table of the store (see ``service/storage/retention.py``).
+
+    Profile and audit attributes are deleted, feedback is unlinked, audit-log rows are kept (the record of
+    processing; retention removes them). Returns the rows changed per table, ``None`` when the client is unknown.
+    """
+    centre = client_centre(session, client_id)
+    if centre is None:
+        return None
+    bump_versions(session, [clients_version_name(centre)])
+    return erase_client(session, client_id)
 
 
 def get_audit_attributes(session: Session, client_id: str) -> AuditAttributes | None:
@@ -428,6 +427,19 @@ def write_audit(session: Session, actor: Actor, client_ids: Iterable[str | None]
     if rows:
         session.execute(insert(AuditLogRow), rows)
     return len(rows)
+
+
+def access_log(session: Session, client_id: str, *, limit: int, offset: int) -> tuple[list[AuditLogRow], int]:
+    """A page of one client's audit rows, newest first, and the number of rows in all."""
+    stmt = (
+        select(AuditLogRow)
+        .where(AuditLogRow.client_id == client_id)
+        .order_by(AuditLogRow.at.desc(), AuditLogRow.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    total = session.scalar(select(func.count()).select_from(AuditLogRow).where(AuditLogRow.client_id == client_id))
+    return list(session.scalars(stmt)), int(total or 0)
 
 
 def audit_rows(session: Session, client_id: str | None = None) -> list[AuditLogRow]:

@@ -72,7 +72,12 @@ class OpportunityRow(Base):
 
 
 class FeedbackRow(Base):
-    """A decision or outcome event; ``event_id`` makes writes idempotent, ``client_id`` is unlinked on erasure."""
+    """A decision or outcome event; ``event_id`` makes writes idempotent.
+
+    Erasure unlinks the client (``client_id`` and the payload's copy removed). Retention de-identifies rows
+    older than ``POLKU_RETENTION_FEEDBACK_DAYS``: also the event id (case tools may build it from a client id)
+    and who recorded it are replaced or removed, and ``deidentified_at`` is set.
+    """
 
     __tablename__ = "feedback_events"
 
@@ -83,8 +88,9 @@ class FeedbackRow(Base):
     body_sha256: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    recorded_by: Mapped[str] = mapped_column(String(128))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    recorded_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    deidentified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class AuditLogRow(Base):
