@@ -11,7 +11,14 @@ probabilities that rise with utility. The "none" intercepts and the degree-route
 *expected* base rates match domain.md §5 (44 % into training, half of it degree-oriented, 20 % into work,
 work trial or apprenticeship, 15 % into work; apprenticeships 2.5 %, an assumption); the draws themselves stay
 noisy (a well-fitting option still often fails).
-``outcome_score`` is the true utility plus ``Normal(0, OUTCOME_NOISE_SD)``.
+``outcome_score`` is the true utility plus ``Normal(0, OUTCOME_NOISE_SD)``; it is kept for analysis of the
+world only (no real log could hold it) and training never reads it (``training.datasets.LOG_COLUMNS``).
+
+Choice is not outcome. To reach "half of the trainings taken are degree-oriented" the acceptance step needs a
+large ``degree_bias`` (3.26 logits in the default world, written to the manifest's ``behaviour``), while the
+utility that outcomes follow and evaluation grades gives degree routes no bonus. A ranker trained on what was
+chosen learns the preference (the model card's "Choice is not outcome"); the outcome stages below depend on the
+utility only (and employment on the route's base rate), which is what lets ``models.outcome`` separate them.
 
 Scale. A counsellor cannot weigh thousands of items: when a centre's catalogue exceeds :data:`PORTFOLIO_SIZE`,
 it is split at random into portfolios of at most that size, each client is served by one portfolio's counsellor,
