@@ -122,6 +122,10 @@ def test_gate_refuses_worse_model(first_run, world_dir: Path, tracking_uri: str,
         update={"value_weights": {"start": 0.0, "complete": 0.0, "employ": 0.0, "accept": 1.0}}
     )
     worse = train(world_dir, config=worse_cfg, promote=True, tracking_uri=tracking_uri)
+    vs_champion = worse.report["rankers"]["lightgbm"]["vs_champion"]
+    assert set(vs_champion) == {"all", "training", "work_trial", "vacancy"}
+    assert "Δ vs champion (all)" in worse.table
+    assert worse.report["champion_version"] == first_run.model_version
     d = worse.decision
     assert d is not None
     assert not d.promoted, d
@@ -134,6 +138,7 @@ def test_gate_refuses_worse_model(first_run, world_dir: Path, tracking_uri: str,
     tags = client.get_model_version(("polku-ranker"), worse.model_version).tags
     assert tags["gate.promoted"] == "False"
     assert float(tags["gate.gain_low"]) < config.min_gain_lower_bound
+    assert float(tags["gate.gain_low"]) == pytest.approx(vs_champion["all"]["lo"])  # the gate used the report
 
 
 def test_decide_rule_both_ways() -> None:

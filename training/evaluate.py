@@ -7,8 +7,9 @@ latent terms: ``ceiling_observable`` (the best use of the observable features) a
 ``ceiling_observable_quality`` (that plus perfect item quality). Everything is graded by the world's
 noise-free ``truth.relevance``; audit attributes (gender, mother tongue) are read here only, to slice the metrics.
 
-Every served ranker's NDCG@k is compared with the points baseline by a paired bootstrap over test clients
-(:func:`paired_difference`): the report holds the difference and its 95 % interval, overall and per kind.
+Every served ranker's NDCG@k is compared with the points baseline, and with the current champion when it is
+among the models, by a paired bootstrap over test clients (:func:`paired_difference`): the report holds the
+difference and its 95 % interval, overall and per kind (``vs_points``, ``vs_champion``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ RANDOM: Final = "random"
 CEILING_OBSERVABLE: Final = "ceiling_observable"
 CEILING_QUALITY: Final = "ceiling_observable_quality"
 BASELINE: Final = "points"
+CHAMPION: Final = "champion"
 BOUNDS: Final[tuple[str, ...]] = (ORACLE, CEILING_QUALITY, CEILING_OBSERVABLE, RANDOM)
 BOOTSTRAP_SAMPLES: Final = 2000
 
@@ -379,6 +381,7 @@ def evaluate(
     *,
     include_bounds: bool = True,
     baseline: str = BASELINE,
+    references: Sequence[str] = (CHAMPION,),
 ) -> Evaluation:
     """Evaluate served models (two stages) and, optionally, the truth-based bounds and random on one test set.
 
@@ -388,6 +391,7 @@ def evaluate(
         config: run configuration (cut-offs, group settings, seed, bootstrap samples).
         include_bounds: also evaluate the oracle, the two observable ceilings and a random ranking.
         baseline: served ranker every other served ranker is compared with (``vs_<baseline>``), when present.
+        references: further served rankers to compare with (``vs_<name>``) when present, e.g. the champion.
 
     Returns:
         The report and the per-query NDCG@k of every ranker.
@@ -417,11 +421,13 @@ def evaluate(
     query_clients = np.array([by_qid[str(q)].client_pos for q in rl_keys], dtype=np.int64)
     query_kinds = np.array([by_qid[str(q)].kind for q in rl_keys], dtype=str)
     evaluation = Evaluation({}, per_query, query_clients, query_kinds)
-    if baseline in models:
+    for reference in (baseline, *references):
+        if reference not in models:
+            continue
         for name in models:
-            if name != baseline:
-                rankers[name][f"vs_{baseline}"] = evaluation.compare(
-                    name, baseline, samples=cfg.bootstrap_samples, seed=cfg.seed
+            if name != reference:
+                rankers[name][f"vs_{reference}"] = evaluation.compare(
+                    name, reference, samples=cfg.bootstrap_samples, seed=cfg.seed
                 )
     report = {
         "k": cfg.k,
@@ -516,6 +522,9 @@ def kind_table(report: Mapping[str, Any]) -> str:
     head = ["ranker", "all", *KINDS]
     if base:
         head += [f"Δ vs {base} (all)", *(f"Δ vs {base} ({kind})" for kind in KINDS)]
+    has_champion = CHAMPION in report["rankers"]
+    if has_champion:
+        head.append(f"Δ vs {CHAMPION} (all)")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, values in report["rankers"].items():
         by_kind = values.get(f"ndcg_{k}_by_kind", {})
@@ -523,6 +532,8 @@ def kind_table(report: Mapping[str, Any]) -> str:
         if base:
             vs = values.get(f"vs_{base}") or {}
             row += [_interval(vs.get("all")), *(_interval(vs.get(kind)) for kind in KINDS)]
+        if has_champion:
+            row.append(_interval((values.get(f"vs_{CHAMPION}") or {}).get("all")))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 

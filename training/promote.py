@@ -151,6 +151,30 @@ def champion_version(name: str, *, client: Any) -> str | None:
         return None
 
 
+def load_champion(cfg: TrainConfig, tracking_uri: str | None = None) -> tuple[str, Any] | None:
+    """The current champion's version and model (None without one, or when it cannot be loaded).
+
+    Args:
+        cfg: for ``registered_model_name`` and ``first_stage_k``.
+        tracking_uri: MLflow tracking URI (default ``features.paths.mlflow_tracking_uri()``).
+    """
+    from models.package import ModelLoadError, load_polku_model
+
+    client = _client(tracking_uri)
+    name = cfg.registered_model_name
+    version = champion_version(name, client=client)
+    if version is None:
+        return None
+    try:
+        model = load_polku_model(f"models:/{name}/{version}")
+    except ModelLoadError as exc:  # e.g. trained by an older Polku: the gate re-evaluates it or compares with points
+        logger.warning("champion v%s cannot be loaded for comparison: %s", version, exc)
+        return None
+    if cfg.first_stage_k is not None:
+        model.first_stage_k = cfg.first_stage_k
+    return version, model
+
+
 def _evaluate_version(
     name: str, version: str, test: TestSet, cfg: TrainConfig, *, label: str, with_points: bool = False
 ) -> Evaluation:
@@ -181,8 +205,9 @@ def promote(
     Args:
         version: candidate version of ``config.registered_model_name``.
         test: the test set both the candidate and the champion are evaluated on.
-        evaluation: the training run's evaluation on ``test`` holding ``candidate`` and ``points`` (the candidate
-            and the baseline are re-evaluated from the registry when absent).
+        evaluation: the training run's evaluation on ``test`` holding ``candidate`` and ``points``, and
+            ``champion`` when its report names the current champion's version (``champion_version``); what is
+            missing is evaluated from the registry.
         candidate: the candidate's name in ``evaluation``.
         config: run configuration (``k``, ``max_group_gap``, ``min_gain_lower_bound``, ``registered_model_name``).
         if_no_champion: only act when there is no champion yet (leave an existing champion alone).
@@ -215,7 +240,10 @@ def promote(
         reference = "points baseline"
         if current is not None:
             reference = f"champion v{current}"
-            champ = _evaluate_version(name, current, test, cfg, label=CHAMPION)
+            if CHAMPION in evaluation.per_query and evaluation.report.get("champion_version") == current:
+                champ = evaluation
+            else:
+                champ = _evaluate_version(name, current, test, cfg, label=CHAMPION)
             ref_ndcg = float(champ.report["rankers"][CHAMPION][f"ndcg_{k}"])
             ref_gap = float(champ.report["rankers"][CHAMPION].get(f"max_group_gap_ndcg_{k}", 0.0))
             gain = paired_difference(

@@ -276,12 +276,20 @@ def train(
         bar.update(1)
     models = build_models(data, fit.ranker, cfg)
     test = build_test_set(world, data.split, cfg)
-    evaluation = evaluate(models, test, cfg)
+    mlflow.set_tracking_uri(tracking_uri or mlflow_tracking_uri())
+    from training.promote import load_champion
+
+    champion = load_champion(cfg, tracking_uri)
+    evaluated: dict[str, Any] = dict(models)
+    if champion is not None:
+        evaluated["champion"] = champion[1]  # same test set: the report gives vs_champion with its interval
+    evaluation = evaluate(evaluated, test, cfg)
     report = evaluation.report
+    if champion is not None:
+        report["champion_version"] = champion[0]
     table = markdown_table(report)
     metrics = flat_metrics(report)
     metrics.update({f"{MODEL_RANKER}.{k}": v for k, v in fit.validation.items()})
-    mlflow.set_tracking_uri(tracking_uri or mlflow_tracking_uri())
     ensure_experiment(cfg.experiment)
     decision = None
     with mlflow.start_run(run_name=f"train-{data.split.test_cohort}") as run:
