@@ -214,9 +214,19 @@ class EligibilityEvaluator:
         passing = np.where(self._min_lang > 0, self._min_lang - offsets - MAX_SOFT_LANGUAGE_STEPS, _NOT_REQUIRED)
         self._lang_pass = np.ascontiguousarray(passing.T.astype(np.int16))
         self._lang_free: npt.NDArray[np.bool_] = np.asarray(~(self._min_lang > 0).any(axis=1), dtype=np.bool_)
+        # Per centre, the items whose route the centre runs as group services (its Finnish gate applies to them).
+        self._group_route = np.zeros((len(centre_ids), n), dtype=bool)
+        for c, cid in enumerate(centre_ids):
+            group_routes = self.centres[cid].rules.group_routes or ()
+            if self.centres[cid].rules.group_services_min_finnish is not None and group_routes:
+                self._group_route[c] = np.isin(self._route, [ROUTES.index(r) for r in group_routes])
 
     def __len__(self) -> int:
         return len(self.opportunities)
+
+    def items_of_centre(self, centre_id: str) -> npt.NDArray[np.intp]:
+        """Catalogue positions of a centre's items (ascending); other centres' items fail the first rule."""
+        return self._by_centre[list(self.centres).index(centre_id)]
 
     def distances_from(self, municipality: str) -> npt.NDArray[np.float32]:
         """Travel distance (km) from a municipality to every catalogue item."""
@@ -247,55 +257,14 @@ class EligibilityEvaluator:
         """
         if not isinstance(client, ClientProfile):
             raise TypeError("EligibilityEvaluator.evaluate accepts a ClientProfile only")
+        table = ClientTable.build([client], self.centres)
         if positions is None and client.centre in self.centres:
             # Only the items of the client's centre need the other rules (~1/5 of a nationwide catalogue).
             own = self._by_centre[list(self.centres).index(client.centre)]
             all_codes = np.full(len(self.opportunities), REASON_INDEX["other_centre"], dtype=np.int8)
-            all_codes[own] = self.reason_codes_at(client, on, own)
+            all_codes[own] = self.reason_codes(table, own, on)[0]
             return all_codes
-        sel: Any = slice(None) if positions is None else np.asarray(positions, dtype=np.intp)
-        n = len(self.opportunities) if positions is None else int(sel.size)
-        codes = np.zeros(n, dtype=np.int8)
-        centre = self.centres[client.centre]
-        rules = centre.rules
-
-        def apply(reason: str, failed: npt.NDArray[np.bool_]) -> None:
-            codes[(codes == 0) & failed] = REASON_INDEX[reason]
-
-        apply("other_centre", self._centre[sel] != list(self.centres).index(client.centre))
-        if client.age < rules.min_age:
-            apply("centre_min_age", np.ones(n, dtype=bool))
-        apply("item_age", (client.age < self._min_age[sel]) | (client.age > self._max_age[sel]))
-        ctype_ok = self._allows_te[sel] if client.status.client_type == "te" else self._allows_mun[sel]
-        if client.status.client_type not in rules.client_types:
-            ctype_ok = np.zeros(n, dtype=bool)
-        apply("client_type", ~ctype_ok)
-        if not client.status.work_permit:
-            apply("work_permit", self._needs_permit[sel])
-        if not client.status.in_integration_period:
-            apply("integration_period", self._integration_only[sel])
-        client_lang = np.array([client.language_ordinal(lang) for lang in _LANGS], dtype=np.int16)
-        if rules.group_services_min_finnish is not None and rules.group_routes:
-            group = np.isin(self._route[sel], [ROUTES.index(r) for r in rules.group_routes])  # type: ignore[arg-type]
-            if client_lang[0] < level_ordinal(rules.group_services_min_finnish):
-                apply("centre_language_gate", group)
-        # Any one of the required languages suffices when several are listed (fi or sv or en working language):
-        # language j passes when required and the shortfall (after the S2 offset) is at most the soft steps.
-        lang_ok: npt.NDArray[np.bool_] = np.array(self._lang_free[sel], dtype=np.bool_)
-        for j in range(len(_LANGS)):
-            lang_ok |= self._lang_pass[j][sel] <= client_lang[j]
-        apply("language_gate", ~lang_ok)
-        client_lit = LITERACY_LEVELS.index(client.literacy)
-        apply("literacy_gate", self._min_lit[sel] - client_lit > 1)
-        apply("education_prerequisite", self._min_isced[sel] > client.highest_isced)
-        recognised = any(e.recognition in ("recognised", "not_needed") for e in client.education)
-        if not recognised:
-            apply("recognition_missing", self._needs_recognition[sel])
-        apply("no_seats", self._seats_left[sel] <= 0)
-        apply("no_intake", ~self._continuous[sel] & (self._last_intake[sel] < on.toordinal()))
-        dist = self._distance_row(client.constraints.municipality)[self._mun[sel]]
-        apply("too_far", dist > client.constraints.max_travel_km)
-        return codes
+        return self.reason_codes(table, positions, on)[0]
 
     def evaluate_clients(self, table: ClientTable, item: int, on: date) -> npt.NDArray[np.int8]:
         """Reason codes of one catalogue item for many clients (same rules and order as :meth:`evaluate`).
@@ -308,47 +277,70 @@ class EligibilityEvaluator:
         Returns:
             int8 per client, 0 = eligible, else an index into :data:`REASONS`.
         """
-        n = len(table)
-        codes = np.zeros(n, dtype=np.int8)
+        return self.reason_codes(table, np.array([item], dtype=np.intp), on)[:, 0]
 
-        def apply(reason: str, failed: npt.NDArray[np.bool_] | bool) -> None:
+    def reason_codes(
+        self,
+        table: ClientTable,
+        positions: npt.NDArray[np.integer[Any]] | None,
+        on: date | npt.NDArray[np.integer[Any]],
+        rows: npt.NDArray[np.integer[Any]] | None = None,
+    ) -> npt.NDArray[np.int8]:
+        """Reason codes of clients x items: every rule, written once over arrays that broadcast.
+
+        One client is a table of one; one item is a list of one. The first failing rule, in the order of
+        :data:`REASONS`, is the code.
+
+        Args:
+            table: the clients (:meth:`ClientTable.build`, with the same centres).
+            positions: catalogue positions (default: the whole catalogue).
+            on: the day of evaluation, or one day ordinal (``date.toordinal()``) per client of ``rows``.
+            rows: which clients of ``table`` (default: all).
+
+        Returns:
+            int8 ``(len(rows), len(positions))``, 0 = eligible, else an index into :data:`REASONS`.
+        """
+        it: Any = np.arange(len(self.opportunities)) if positions is None else np.asarray(positions, dtype=np.intp)
+        cr: Any = slice(None) if rows is None else np.asarray(rows, dtype=np.intp)
+        n = len(table) if rows is None else int(cr.size)
+        codes = np.zeros((n, int(it.size)), dtype=np.int8)
+        col = (slice(None), None)
+
+        def apply(reason: str, failed: npt.NDArray[np.bool_]) -> None:
             codes[(codes == 0) & failed] = REASON_INDEX[reason]
 
-        centre_ids = list(self.centres)
-        apply("other_centre", table.centre != self._centre[item])
-        apply("centre_min_age", table.below_centre_age)
-        apply("item_age", (table.age < self._min_age[item]) | (table.age > self._max_age[item]))
-        allowed = np.where(table.is_te, self._allows_te[item], self._allows_mun[item]) & table.type_allowed
-        apply("client_type", ~allowed)
-        if self._needs_permit[item]:
-            apply("work_permit", ~table.work_permit)
-        if self._integration_only[item]:
-            apply("integration_period", ~table.in_integration)
-        route = int(self._route[item])
-        in_group = np.array(
-            [
-                route >= 0 and any(ROUTES.index(r) == route for r in (self.centres[c].rules.group_routes or ()))
-                for c in centre_ids
-            ],
-            dtype=bool,
-        )
-        apply("centre_language_gate", in_group[table.centre] & table.below_group_finnish)
-        need = self._min_lang[item][None, :]
-        offset = S2_OFFSET_STEPS if self._s2[item] else 0
-        shortfall = np.clip(need - table.lang - offset, 0, None)
-        required = need > 0
-        if required.any():
-            lang_ok = np.where(required, shortfall <= MAX_SOFT_LANGUAGE_STEPS, False).any(axis=1)
-            apply("language_gate", np.asarray(~lang_ok, dtype=bool))
-        apply("literacy_gate", np.asarray(self._min_lit[item] - table.literacy.astype(np.int16) > 1, dtype=bool))
-        apply("education_prerequisite", np.asarray(self._min_isced[item] > table.isced, dtype=bool))
-        if self._needs_recognition[item]:
-            apply("recognition_missing", ~table.recognised)
-        if self._seats_left[item] <= 0:
-            apply("no_seats", np.ones(n, dtype=bool))
-        if not self._continuous[item] and self._last_intake[item] < on.toordinal():
-            apply("no_intake", np.ones(n, dtype=bool))
-        item_mun = self.municipalities[int(self._mun[item])]
-        per_mun = self.taxonomy.distance_matrix(list(table.municipalities), [item_mun])[:, 0]
-        apply("too_far", per_mun[table.mun] > table.max_travel_km)
+        centre = table.centre[cr]
+        apply("other_centre", centre[col] != self._centre[it])
+        apply("centre_min_age", np.broadcast_to(table.below_centre_age[cr][col], codes.shape))
+        age = table.age[cr][col]
+        apply("item_age", (age < self._min_age[it]) | (age > self._max_age[it]))
+        allowed = np.where(table.is_te[cr][col], self._allows_te[it], self._allows_mun[it])
+        apply("client_type", ~(allowed & table.type_allowed[cr][col]))
+        apply("work_permit", ~table.work_permit[cr][col] & self._needs_permit[it])
+        apply("integration_period", ~table.in_integration[cr][col] & self._integration_only[it])
+        apply("centre_language_gate", self._group_route[centre][:, it] & table.below_group_finnish[cr][col])
+        # Any one of the required languages suffices when several are listed (fi or sv or en working language):
+        # language j passes when required and the shortfall (after the S2 offset) is at most the soft steps.
+        lang = table.lang[cr]
+        lang_ok = np.broadcast_to(self._lang_free[it], codes.shape).copy()
+        for j in range(len(_LANGS)):
+            lang_ok |= self._lang_pass[j][it] <= lang[:, j][col]
+        apply("language_gate", ~lang_ok)
+        apply("literacy_gate", self._min_lit[it].astype(np.int16) - table.literacy[cr].astype(np.int16)[col] > 1)
+        apply("education_prerequisite", self._min_isced[it] > table.isced[cr][col])
+        apply("recognition_missing", ~table.recognised[cr][col] & self._needs_recognition[it])
+        apply("no_seats", np.broadcast_to(self._seats_left[it] <= 0, codes.shape))
+        day = np.asarray(on.toordinal() if isinstance(on, date) else on, dtype=np.int64)
+        last = self._last_intake[it]
+        apply("no_intake", ~self._continuous[it] & (last < (day[col] if day.ndim else day)))
+        dist = self._table_distances(table)[table.mun[cr]][:, self._mun[it]]
+        apply("too_far", dist > table.max_travel_km[cr][col])
         return codes
+
+    def _table_distances(self, table: ClientTable) -> npt.NDArray[np.float32]:
+        """Distances (km) from each of the table's municipalities to each of the catalogue's."""
+        return (
+            np.stack([self._distance_row(m) for m in table.municipalities])
+            if table.municipalities
+            else (np.zeros((0, len(self.municipalities)), dtype=np.float32))
+        )

@@ -231,24 +231,23 @@ def test_fast_draws_match_numpy_choice() -> None:
     assert a.random() == b.random()
 
 
-def test_vectorised_eligibility_matches_the_evaluator(world: World) -> None:
-    from features.eligibility import EligibilityEvaluator
-    from training.world.history import _ClientRules, _eligible_block
+def test_block_eligibility_of_many_clients_matches_one_client_at_a_time(world: World) -> None:
+    from features.eligibility import ClientTable, EligibilityEvaluator
     from training.world.population import reference_date
 
     ev = EligibilityEvaluator(world.opportunities)
-    rules, mun_row = _ClientRules.of(ev, world.clients, world.cohort_of, world.truth)
-    centre_of_item = np.array([o.centre for o in world.opportunities])
+    table = ClientTable.build(world.clients)
+    on = np.array([reference_date(world.cohort_of[c.client_id]).toordinal() for c in world.clients])
     n_checked = 0
     for centre in ev.centres:
         rows = np.array([k for k, c in enumerate(world.clients) if c.centre == centre], dtype=np.int64)
-        items = np.flatnonzero(centre_of_item == centre).astype(np.int64)
+        items = ev.items_of_centre(centre)
         if len(rows) == 0:
             continue
-        block = _eligible_block(ev, rules, mun_row, rows, items, centre)
+        block = ev.reason_codes(table, items, on[rows], rows=rows)  # what the history simulation uses
         for r, k in enumerate(rows):
             client = world.clients[int(k)]
-            expected = ev.evaluate(client, reference_date(world.cohort_of[client.client_id])).mask[items]
+            expected = ev.evaluate(client, reference_date(world.cohort_of[client.client_id])).reason_codes[items]
             np.testing.assert_array_equal(block[r], expected, err_msg=client.client_id)
             n_checked += 1
     assert n_checked == len(world.clients)

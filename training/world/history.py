@@ -26,23 +26,21 @@ and the slate is drawn from the eligible items of that portfolio. At the default
 every centre has fewer items, so each client is still weighed against the whole eligible catalogue of the centre
 and the split draws nothing. Likewise the behaviour parameters are solved on an evenly spaced sample of
 :data:`SOLVE_MAX_CLIENTS` clients when there are more (expected rates, so the sample only adds a small error).
-Eligibility is evaluated per dense (clients x portfolio) block with the rules of
-:class:`features.eligibility.EligibilityEvaluator` (checked against it in the tests), and only the top
-``slate_size`` items of each (client, kind) are kept, so 100k clients x 50k items run in seconds.
+Eligibility is evaluated per dense (clients x portfolio) block by
+:meth:`features.eligibility.EligibilityEvaluator.reason_codes`, the same rules the service applies, and only the
+top ``slate_size`` items of each (client, kind) are kept, so 100k clients x 50k items run in seconds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from features.eligibility import MAX_SOFT_LANGUAGE_STEPS, S2_OFFSET_STEPS, EligibilityEvaluator
-from features.language import level_ordinal
+from features.eligibility import ClientTable, EligibilityEvaluator
 from features.records import KINDS, ROUTES, AuditAttributes, ClientProfile, Opportunity
 from training.world import calibrate as cal
 from training.world.population import reference_date
@@ -92,101 +90,6 @@ def _bisect(
         else:
             hi = mid
     return 0.5 * (lo + hi)
-
-
-@dataclass(frozen=True)
-class _ClientRules:
-    """Client-side inputs of the eligibility rules, as arrays over all clients (see EligibilityEvaluator.evaluate)."""
-
-    centre: npt.NDArray[np.int64]
-    age: npt.NDArray[np.int64]
-    te: npt.NDArray[np.bool_]
-    permit: npt.NDArray[np.bool_]
-    integration: npt.NDArray[np.bool_]
-    lang: npt.NDArray[np.int64]
-    literacy: npt.NDArray[np.int64]
-    isced: npt.NDArray[np.int64]
-    recognised: npt.NDArray[np.bool_]
-    travel: npt.NDArray[np.float32]
-    on: npt.NDArray[np.int64]
-    dist: npt.NDArray[np.float32]  # (client, catalogue item) distances, gathered per block
-
-    @classmethod
-    def of(
-        cls,
-        ev: EligibilityEvaluator,
-        clients: Sequence[ClientProfile],
-        cohort_of: dict[str, int],
-        truth: Truth,
-    ) -> tuple[_ClientRules, npt.NDArray[np.int64]]:
-        """Arrays for ``clients`` plus each client's row into ``dist`` (one row per distinct municipality)."""
-        centre_ids = list(ev.centres)
-        muns = sorted({c.constraints.municipality for c in clients})
-        mun_pos = {m: k for k, m in enumerate(muns)}
-        dist = np.stack([ev.distances_from(m) for m in muns]) if muns else np.zeros((0, len(ev)), np.float32)
-        rules = cls(
-            centre=np.array([centre_ids.index(c.centre) for c in clients], dtype=np.int64),
-            age=truth.client_age,
-            te=np.array([c.status.client_type == "te" for c in clients], dtype=bool),
-            permit=np.array([c.status.work_permit for c in clients], dtype=bool),
-            integration=np.array([c.status.in_integration_period for c in clients], dtype=bool),
-            lang=truth.client_language,
-            literacy=truth.client_literacy,
-            isced=truth.client_isced,
-            recognised=np.array(
-                [any(e.recognition in ("recognised", "not_needed") for e in c.education) for c in clients], dtype=bool
-            ),
-            travel=truth.client_travel.astype(np.float32),
-            on=np.array([reference_date(cohort_of[c.client_id]).toordinal() for c in clients], dtype=np.int64),
-            dist=dist,
-        )
-        mun_row = np.array([mun_pos[c.constraints.municipality] for c in clients], dtype=np.int64)
-        return rules, mun_row
-
-
-def _eligible_block(
-    ev: EligibilityEvaluator,
-    cr: _ClientRules,
-    mun_row: npt.NDArray[np.int64],
-    rows: npt.NDArray[np.int64],
-    items: npt.NDArray[np.int64],
-    centre_id: str,
-) -> npt.NDArray[np.bool_]:
-    """Eligibility of ``rows`` (clients of ``centre_id``) x ``items`` (its catalogue items) as a dense mask.
-
-    The same rules as :meth:`EligibilityEvaluator.evaluate`, vectorised over clients too (only the mask, not the
-    reason); ``tests/test_world.py`` checks that both agree. The item-side arrays are the evaluator's own.
-    """
-    rules = ev.centres[centre_id].rules
-    col = (slice(None), None)
-    ok = np.ones((len(rows), len(items)), dtype=bool)
-    age = cr.age[rows][col]
-    ok[cr.age[rows] < rules.min_age] = False
-    ok &= (age >= ev._min_age[items]) & (age <= ev._max_age[items])
-    te = cr.te[rows]
-    ok &= np.where(te[col], ev._allows_te[items], ev._allows_mun[items])
-    ok[~np.where(te, "te" in rules.client_types, "municipal" in rules.client_types)] = False
-    ok &= ~(~cr.permit[rows][col] & ev._needs_permit[items])
-    ok &= ~(~cr.integration[rows][col] & ev._integration_only[items])
-    lang = cr.lang[rows]
-    if rules.group_services_min_finnish is not None and rules.group_routes:
-        group = np.isin(ev._route[items], [ROUTES.index(r) for r in rules.group_routes])  # type: ignore[arg-type]
-        low = lang[:, 0] < level_ordinal(rules.group_services_min_finnish)
-        ok &= ~(low[col] & group)
-    min_lang = ev._min_lang[items]
-    offset = np.where(ev._s2[items], S2_OFFSET_STEPS, 0)[:, None]
-    shortfall = np.clip(min_lang[None, :, :] - lang[:, None, :] - offset[None, :, :], 0, None)
-    required = min_lang > 0
-    per_lang_ok = np.where(required[None, :, :], shortfall <= MAX_SOFT_LANGUAGE_STEPS, False)
-    no_requirement = np.asarray(~required.any(axis=1), dtype=bool)
-    ok &= no_requirement[None, :] | per_lang_ok.any(axis=2)
-    ok &= ~(ev._min_lit[items].astype(np.int64)[None, :] - cr.literacy[rows][col] > 1)
-    ok &= ~(ev._min_isced[items][None, :] > cr.isced[rows][col])
-    ok &= ~(~cr.recognised[rows][col] & ev._needs_recognition[items])
-    ok &= ev._seats_left[items] > 0
-    ok &= ev._continuous[items] | (ev._last_intake[items][None, :] >= cr.on[rows][col])
-    ok &= ~(cr.dist[mun_row[rows]][:, items] > cr.travel[rows][col])
-    return ok
 
 
 def _portfolios(
@@ -240,15 +143,15 @@ class _PairSource:
         self.truth = truth
         self.n_items = len(opportunities)
         self.ev = EligibilityEvaluator(opportunities, taxonomy=truth.taxonomy)
-        self.rules, self.mun_row = _ClientRules.of(self.ev, clients, cohort_of, truth)
-        item_centre = self.ev._centre.astype(np.int64)
+        self.table = ClientTable.build(clients, self.ev.centres)
+        self.on = np.array([reference_date(cohort_of[c.client_id]).toordinal() for c in clients], dtype=np.int64)
         portfolio_rng: np.random.Generator | None = None
         # (centre id, portfolio items) per portfolio, and each client's portfolio number (-1: centre has no items)
         self.portfolios: list[tuple[str, npt.NDArray[np.int64]]] = []
         self.portfolio_of = np.full(len(clients), -1, dtype=np.int64)
         for k, centre_id in enumerate(self.ev.centres):
-            items = np.flatnonzero(item_centre == k)
-            members = np.flatnonzero(self.rules.centre == k)
+            items = self.ev.items_of_centre(centre_id).astype(np.int64)
+            members = np.flatnonzero(self.table.centre == k)
             if len(members) == 0 or len(items) == 0:
                 continue
             if len(items) > PORTFOLIO_SIZE and portfolio_rng is None:
@@ -263,12 +166,13 @@ class _PairSource:
         port_of = self.portfolio_of[lo:hi]
         out_c, out_i, out_p = [], [], []
         for p in np.unique(port_of[port_of >= 0]):
-            centre_id, port = self.portfolios[int(p)]
+            _, port = self.portfolios[int(p)]
             rows = chunk[port_of == p]
             step = max(1, _BLOCK_CELLS // len(port))
             for b in range(0, len(rows), step):
                 block = rows[b : b + step]
-                r, q = np.nonzero(_eligible_block(self.ev, self.rules, self.mun_row, block, port, centre_id))
+                codes = self.ev.reason_codes(self.table, port, self.on[block], rows=block)
+                r, q = np.nonzero(codes == 0)
                 ess, opt = self.truth.skill_overlap_block(block, port)
                 c, i = block[r], port[q]
                 out_c.append(c)
