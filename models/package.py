@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from features.errors import PolkuError
-from features.pairs import EncodedClient, EncodedItems, PairFeaturizer
+from features.pairs import EncodedClients, EncodedItems, PairFeaturizer
 from features.records import KINDS, ClientProfile, Opportunity
 from features.taxonomy import default_taxonomy
 from models.rankers import PointsRanker, Ranker, RankerError
@@ -85,6 +85,21 @@ class RankResult:
     outcomes: Mapping[str, npt.NDArray[np.float64]] | None = None
 
 
+@dataclass(frozen=True)
+class ClientRanking:
+    """Clients ranked for one item.
+
+    Attributes:
+        rows: rows of the client batch, best first.
+        scores: ranker score per returned row.
+        n_scored: how many clients the ranker scored (after the first stage).
+    """
+
+    rows: npt.NDArray[np.int64]
+    scores: npt.NDArray[np.float64]
+    n_scored: int
+
+
 class PolkuModel:
     """A fitted featurizer, a ranker and the metadata that identifies them.
 
@@ -93,7 +108,9 @@ class PolkuModel:
         ranker: a fitted ranker over the featurizer's columns.
         metadata: at least ``name`` and ``version``; ``taxonomy_version`` and ``feature_names`` are filled in
             from the featurizer and checked when given.
-        first_stage_k: candidate lists longer than this are cut by the featurizer's cheap first stage.
+        first_stage_k: candidate lists longer than this (items of one client, or clients of one item) are cut by
+            the featurizer's cheap first stage before the ranker scores them; one setting for both directions,
+            logged with the training run.
 
     Raises:
         ModelLoadError: featurizer, ranker and metadata disagree on feature names or taxonomy version.
@@ -109,7 +126,6 @@ class PolkuModel:
     ) -> None:
         self.featurizer = featurizer
         self.ranker = ranker
-        self.first_stage_k = first_stage_k
         names = [str(n) for n in featurizer.get_feature_names_out()]
         tax_version = str(getattr(featurizer, "taxonomy_version_", None) or default_taxonomy().version)
         meta: dict[str, Any] = {
@@ -121,6 +137,7 @@ class PolkuModel:
         }
         meta.setdefault("taxonomy_version", tax_version)
         meta.setdefault("feature_names", names)
+        meta["first_stage_k"] = int(first_stage_k)
         if list(meta["feature_names"]) != names:
             raise ModelLoadError("metadata.feature_names differ from the featurizer's: retrain or re-export the model")
         ranker_names = ranker.feature_names_
@@ -131,6 +148,15 @@ class PolkuModel:
                 f"metadata.taxonomy_version {meta['taxonomy_version']!r} differs from the featurizer's {tax_version!r}"
             )
         self.metadata = meta
+
+    @property
+    def first_stage_k(self) -> int:
+        """Candidates the ranker scores per list (the rest are cut by the first stage); part of the model."""
+        return int(self.metadata["first_stage_k"])
+
+    @first_stage_k.setter
+    def first_stage_k(self, value: int) -> None:
+        self.metadata["first_stage_k"] = int(value)
 
     def __repr__(self) -> str:
         return f"PolkuModel(name={self.name!r}, version={self.version!r}, ranker={self.ranker.name!r})"
@@ -159,13 +185,88 @@ class PolkuModel:
         """Encode a catalogue once (cached by the featurizer)."""
         return self.featurizer.encode_items(opportunities)
 
-    def encode_client(self, client: ClientProfile) -> EncodedClient:
-        """Encode one client."""
+    def encode_client(self, client: ClientProfile) -> EncodedClients:
+        """Encode one client (a batch of one)."""
         return self.featurizer.encode_client(client)
+
+    def encode_clients(self, clients: Sequence[ClientProfile]) -> EncodedClients:
+        """Encode many clients into one batch (a candidate pool)."""
+        return self.featurizer.encode_clients(clients)
+
+    def features(
+        self,
+        enc_client: EncodedClients | ClientProfile,
+        enc_items: EncodedItems,
+        item_idx: npt.ArrayLike,
+        reference_date: date | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """Prepared feature rows of one client against catalogue positions (for :meth:`score_rows`)."""
+        idx = np.asarray(item_idx, dtype=np.int64).reshape(-1)
+        return self.featurizer.transform_encoded(self._encoded(enc_client), enc_items, idx, reference_date)
+
+    def score_rows(self, X: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Ranker scores of prepared rows (from :meth:`features`; rows of many requests may be stacked)."""
+        return self.ranker.score(np.asarray(X, dtype=np.float32))
+
+    def first_stage(
+        self, enc_client: EncodedClients | ClientProfile, enc_items: EncodedItems, item_idx: npt.ArrayLike, k: int
+    ) -> npt.NDArray[np.int64]:
+        """The ``k`` most promising of ``item_idx`` by the cheap first stage, best first."""
+        idx = np.asarray(item_idx, dtype=np.int64).reshape(-1)
+        return np.asarray(self.featurizer.first_stage(self._encoded(enc_client), enc_items, idx, k), dtype=np.int64)
+
+    def rank_clients(
+        self,
+        clients: EncodedClients,
+        enc_items: EncodedItems,
+        item_index: int,
+        rows: npt.ArrayLike,
+        k: int,
+        reference_date: date | None = None,
+    ) -> ClientRanking:
+        """The best ``k`` of clients ``rows`` of a batch for one catalogue item (candidate lists).
+
+        More than ``first_stage_k`` eligible clients are cut by the first stage; the survivors are featurized
+        and scored in one ranker call. Ties are broken by client id.
+
+        Args:
+            clients: from :meth:`encode_clients`.
+            enc_items: the encoded catalogue.
+            item_index: the item's position in ``enc_items``.
+            rows: the eligible clients' rows in ``clients``.
+            k: how many to return.
+            reference_date: day against which waiting times are measured.
+
+        Returns:
+            Rows best first with their scores, and how many the ranker scored.
+        """
+        idx = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if self.first_stage_k > 0 and idx.size > self.first_stage_k:
+            first = self.featurizer.first_stage_clients(clients, enc_items, item_index, idx)
+            keep = np.argpartition(-first, self.first_stage_k - 1)[: self.first_stage_k]
+            idx = np.sort(idx[keep])
+        if idx.size == 0 or k <= 0:
+            return ClientRanking(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64), int(idx.size))
+        X = self.featurizer.transform_many_clients(clients, enc_items, item_index, reference_date, rows=idx)
+        scores = self.ranker.score(X)
+        n = min(k, idx.size)
+        top = np.argpartition(-scores, n - 1)[:n] if n < idx.size else np.arange(idx.size)
+        ids = np.array([clients.client_ids[int(r)] for r in idx[top]], dtype=str)
+        order = top[np.lexsort((ids, -scores[top]))]
+        return ClientRanking(idx[order], scores[order], int(idx.size))
+
+    def points_baseline(self, *, name: str = "points") -> PolkuModel:
+        """The points ranker over this model's featurizer (the service's fallback, and the gate's reference)."""
+        return build_fallback_model(self.featurizer, name=name)
+
+    def feature_importance(self, importance_type: str = "gain") -> dict[str, float] | None:
+        """Importance per feature of a learnt ranker (None for the points and popularity baselines)."""
+        importance = getattr(self.ranker, "feature_importance", None)
+        return None if importance is None else dict(importance(importance_type))
 
     def score(
         self,
-        enc_client: EncodedClient | ClientProfile,
+        enc_client: EncodedClients | ClientProfile,
         enc_items: EncodedItems,
         item_idx: npt.ArrayLike,
         reference_date: date | None = None,
@@ -178,7 +279,7 @@ class PolkuModel:
 
     def rank(
         self,
-        enc_client: EncodedClient | ClientProfile,
+        enc_client: EncodedClients | ClientProfile,
         enc_items: EncodedItems,
         item_idx: npt.ArrayLike,
         k: int,
@@ -202,7 +303,7 @@ class PolkuModel:
         enc = self._encoded(enc_client)
         idx = np.asarray(item_idx, dtype=np.int64).reshape(-1)
         if self.first_stage_k > 0 and idx.size > self.first_stage_k:
-            idx = np.asarray(self.featurizer.first_stage(enc, enc_items, idx, self.first_stage_k), dtype=np.int64)
+            idx = self.first_stage(enc, enc_items, idx, self.first_stage_k)
         n_feat = len(self.feature_names)
         if idx.size == 0 or k <= 0:
             return RankResult(
@@ -226,7 +327,7 @@ class PolkuModel:
 
     def rank_groups(
         self,
-        enc_client: EncodedClient | ClientProfile,
+        enc_client: EncodedClients | ClientProfile,
         enc_items: EncodedItems,
         groups: Sequence[npt.ArrayLike],
         k: int,
@@ -246,7 +347,7 @@ class PolkuModel:
         for group in groups:
             idx = np.asarray(group, dtype=np.int64).reshape(-1)
             if self.first_stage_k > 0 and idx.size > self.first_stage_k:
-                idx = np.asarray(self.featurizer.first_stage(enc, enc_items, idx, self.first_stage_k), dtype=np.int64)
+                idx = self.first_stage(enc, enc_items, idx, self.first_stage_k)
             kept.append(idx)
         sizes = [i.size for i in kept]
         all_idx = np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
@@ -290,7 +391,7 @@ class PolkuModel:
         k = KINDS.index(kind)
         return {key: float(values[k]) for key, values in reference.items() if len(values) > k}
 
-    def _encoded(self, client: EncodedClient | ClientProfile) -> EncodedClient:
+    def _encoded(self, client: EncodedClients | ClientProfile) -> EncodedClients:
         return self.featurizer.encode_client(client) if isinstance(client, ClientProfile) else client
 
     def score_records(
@@ -411,7 +512,7 @@ def _load_parts(featurizer_file: Path, ranker_dir: Path, metadata_file: Path) ->
     except RankerError as exc:
         raise ModelLoadError(f"ranker: {exc}") from exc
     meta = {k: v for k, v in meta.items() if k not in ("format", "format_version")}
-    return PolkuModel(featurizer, ranker, meta)
+    return PolkuModel(featurizer, ranker, meta, first_stage_k=int(meta.get("first_stage_k", DEFAULT_FIRST_STAGE_K)))
 
 
 def load_local(directory: str | Path) -> PolkuModel:

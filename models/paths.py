@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from features.eligibility import EligibilityEvaluator
 from features.language import CefrLevel, level_ordinal
-from features.pairs import EncodedClient
+from features.pairs import EncodedClients
 from features.records import (
     LITERACY_LEVELS,
     ClientProfile,
@@ -127,11 +127,11 @@ class _Run:
     def __init__(self) -> None:
         self.scores: dict[tuple[Any, ...], npt.NDArray[np.float64]] = {}
         self.values: dict[tuple[tuple[int, ...], date], float] = {}
-        self._encoded: dict[tuple[int, ...], EncodedClient] = {}
+        self._encoded: dict[tuple[int, ...], EncodedClients] = {}
         self._gains: dict[tuple[tuple[int, ...], int], dict[str, Any]] = {}
         self._applied: dict[tuple[tuple[int, ...], int], tuple[ClientProfile, dict[str, Any]]] = {}
 
-    def encoded(self, planner: PathPlanner, key: tuple[int, ...], state: ClientProfile) -> EncodedClient:
+    def encoded(self, planner: PathPlanner, key: tuple[int, ...], state: ClientProfile) -> EncodedClients:
         """The state encoded for the model (once per state)."""
         enc = self._encoded.get(key)
         if enc is None:
@@ -444,11 +444,9 @@ class PathPlanner:
                 todo[cache_key].append(r)
             else:
                 todo[cache_key] = [r]
-                blocks.append(
-                    self.model.featurizer.transform_encoded(run.encoded(self, key, state), self.items, idx, on)
-                )
+                blocks.append(self.model.features(run.encoded(self, key, state), self.items, idx, on))
         if blocks:
-            scores = self.model.ranker.score(np.vstack(blocks))
+            scores = self.model.score_rows(np.vstack(blocks))
             start = 0
             for cache_key, rows in todo.items():
                 n = requests[rows[0]][2].size
@@ -471,7 +469,7 @@ class PathPlanner:
         k = self.model.first_stage_k if limit is None else min(limit, self.model.first_stage_k or limit)
         if k > 0 and idx.size > k:
             enc = run.encoded(self, key, state)
-            idx = np.asarray(self.model.featurizer.first_stage(enc, self.items, idx, k), dtype=np.int64)
+            idx = self.model.first_stage(enc, self.items, idx, k)
         return idx
 
     def _node_values(

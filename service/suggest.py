@@ -19,7 +19,7 @@ import numpy as np
 
 from features.eligibility import REASONS, ClientTable, EligibilityEvaluator
 from features.language import level_ordinal
-from features.pairs import EncodedClient, EncodedClientBatch, many_clients_first_stage
+from features.pairs import EncodedClients
 from features.records import KINDS, ClientProfile, Opportunity
 from features.taxonomy import default_taxonomy
 from models.explain import RemedyIndex, explain, outcome_reasons
@@ -247,21 +247,8 @@ def rank_candidates(
     codes = evaluator.evaluate_clients(pool.table, item, ref)
     counts = np.bincount(codes.astype(np.intp), minlength=len(REASONS))
     excluded = {REASONS[i]: int(c) for i, c in enumerate(counts) if i > 0 and c > 0}
-    rows = np.flatnonzero(codes == 0)
-    if rows.size > SECOND_STAGE_K:
-        first = many_clients_first_stage(pool.batch, items, item, rows)
-        keep = np.argpartition(-first, SECOND_STAGE_K - 1)[:SECOND_STAGE_K]
-        rows = np.sort(rows[keep])
-    # One ranker call for the whole pool (a LightGBM predict call has a fixed cost of about a millisecond).
-    scores = model.ranker.score(model.featurizer.transform_many_clients(pool.batch, items, item, ref, rows=rows))
-    k = min(req.k, rows.size)
-    if k:
-        top = np.argpartition(-scores, k - 1)[:k] if k < rows.size else np.arange(rows.size)
-        ranked = sorted(
-            ((float(scores[t]), pool.clients[int(rows[t])]) for t in top), key=lambda t: (-t[0], t[1].client_id)
-        )
-    else:
-        ranked = []
+    ranking = model.rank_clients(pool.batch, items, item, np.flatnonzero(codes == 0), req.k, ref)
+    ranked = [(float(sc), pool.clients[int(r)]) for r, sc in zip(ranking.rows, ranking.scores, strict=True)]
     data = [_candidate(c, opp, rank, sc) for rank, (sc, c) in enumerate(ranked, start=1)]
     return CandidatesResponse(
         opportunity_id=opp.opportunity_id,
@@ -273,11 +260,8 @@ def rank_candidates(
     )
 
 
-SECOND_STAGE_K = 1000
-"""Eligible candidates the ranker scores per request (the rest are cut by the cheap first stage)."""
 _MAX_POOLS = 16
 T = TypeVar("T")
-_MAX_ENCODED = 200_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -287,15 +271,14 @@ class CandidatePool:
     clients: Sequence[ClientProfile]
     members: tuple[int, ...]
     table: ClientTable
-    batch: EncodedClientBatch
+    batch: EncodedClients
 
 
 def candidate_pool(snapshot: Snapshot, clients: Sequence[ClientProfile]) -> CandidatePool:
     """The encoded pool of ``clients``, reused while the same profile objects come back (one per centre).
 
     The profile cache hands back the very same objects while the stored profiles are unchanged, so identity
-    of every member is a sound key; a changed profile is a new object and rebuilds the pool (clients encoded
-    before are taken from the per-model encoding cache, which survives catalogue refreshes).
+    of every member is a sound key; a changed profile is a new object and rebuilds the pool.
     """
     cache: OrderedDict[int, CandidatePool] = _model_cache(snapshot, "candidate_pools", OrderedDict)
     members = tuple(map(id, clients))
@@ -304,9 +287,7 @@ def candidate_pool(snapshot: Snapshot, clients: Sequence[ClientProfile]) -> Cand
         if hit is not None and hit.members == members:
             cache.move_to_end(id(clients))
             return hit
-    featurizer = snapshot.loaded.model.featurizer
-    encoded = [_encoded(snapshot, c) for c in clients]
-    pool = CandidatePool(clients, members, ClientTable.build(clients), featurizer.stack_clients(encoded))
+    pool = CandidatePool(clients, members, ClientTable.build(clients), snapshot.loaded.model.encode_clients(clients))
     with _POOL_LOCK:
         cache[id(clients)] = pool  # the pool holds the list, so its id cannot be reused while cached
         while len(cache) > _MAX_POOLS:
@@ -331,19 +312,6 @@ def _model_cache(snapshot: Snapshot, key: str, build: Callable[[], T]) -> T:
 def warm_candidate_pools(snapshot: Snapshot, pools: Iterable[Sequence[ClientProfile]]) -> int:
     """Encode client pools ahead of the first candidates request (at start-up). Returns the clients encoded."""
     return sum(len(candidate_pool(snapshot, clients).clients) for clients in pools)
-
-
-def _encoded(snapshot: Snapshot, client: ClientProfile) -> EncodedClient:
-    """The client encoded for the snapshot's model, cached while the profile object is unchanged."""
-    cache: dict[str, tuple[ClientProfile, EncodedClient]] = _model_cache(snapshot, "encoded_clients", dict)
-    hit = cache.get(client.client_id)
-    if hit is not None and hit[0] is client:
-        return hit[1]
-    enc = snapshot.loaded.model.encode_client(client)
-    if len(cache) >= _MAX_ENCODED:
-        cache.clear()
-    cache[client.client_id] = (client, enc)
-    return enc
 
 
 def _candidate(client: ClientProfile, opp: Opportunity, rank: int, score: float) -> Candidate:

@@ -242,7 +242,7 @@ def test_many_clients_against_one_item_equal_the_per_pair_rows(
 ) -> None:
     fz = _featurizer().fit(_all_pairs(cs, ops))
     items = fz.encode_items(ops)
-    batch = fz.stack_clients([fz.encode_client(c) for c in cs])
+    batch = fz.encode_clients(cs)
     item = data.draw(st.integers(0, len(ops) - 1))
     rows = np.asarray(data.draw(st.lists(st.integers(0, len(cs) - 1), max_size=8)), dtype=np.int64)
     got = fz.transform_many_clients(batch, items, item, rows=rows)

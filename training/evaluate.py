@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from features.eligibility import EligibilityEvaluator
-from features.pairs import EncodedItems, PairFeaturizer
+from features.pairs import EncodedItems
 from features.records import KINDS, ClientProfile, Opportunity
 from training import metrics as m
 from training.config import TrainConfig
@@ -51,7 +51,17 @@ BOOTSTRAP_SAMPLES: Final = 2000
 class ServingModel(Protocol):
     """What evaluation needs from ``models.package.PolkuModel``."""
 
-    featurizer: PairFeaturizer
+    def encode_items(self, opportunities: Sequence[Opportunity]) -> EncodedItems:
+        """The encoded catalogue."""
+        ...  # pragma: no cover
+
+    def encode_client(self, client: ClientProfile) -> Any:
+        """One encoded client."""
+        ...  # pragma: no cover
+
+    def score(self, enc_client: Any, enc_items: EncodedItems, item_idx: Any, reference_date: date | None = None) -> Any:
+        """Scores of every candidate (no first stage)."""
+        ...  # pragma: no cover
 
     def rank(
         self,
@@ -223,23 +233,22 @@ def _run_served(
     name: str, model: ServingModel, test: TestSet, enc_items: EncodedItems, k_list: int, k: int
 ) -> _RankerRun:
     """Rank every query through ``model.rank`` (two stages) and, for first-stage recall, score the full set."""
-    ranker = getattr(model, "ranker", None)
     scores: list[npt.NDArray[np.float64]] = []
     fs_recall: list[float] = []
     enc_cache: dict[int, Any] = {}
     for q in _progress(test.queries, name):
         client = test.clients[q.client_pos]
         ref = test.reference_dates[q.client_pos]
-        ranked = _ranked_positions(model.rank(client, enc_items, q.item_idx, k_list, ref))
+        enc = enc_cache.get(q.client_pos)
+        if enc is None:
+            enc = enc_cache[q.client_pos] = model.encode_client(client)
+        ranked = _ranked_positions(model.rank(enc, enc_items, q.item_idx, k_list, ref))
         scores.append(_list_scores(ranked, q.item_idx))
-        if ranker is not None and q.item_idx.size > k:
-            enc = enc_cache.get(q.client_pos)
-            if enc is None:
-                enc = enc_cache[q.client_pos] = model.featurizer.encode_client(client)
-            X = model.featurizer.transform_encoded(enc, enc_items, q.item_idx, ref)
-            full_top = q.item_idx[np.argsort(-ranker.score(X), kind="stable")[:k]]
+        if q.item_idx.size > k:
+            full = np.asarray(model.score(enc, enc_items, q.item_idx, ref), dtype=np.float64)
+            full_top = q.item_idx[np.argsort(-full, kind="stable")[:k]]
             fs_recall.append(len(set(full_top.tolist()) & set(ranked[:k].tolist())) / k)
-        elif ranker is not None:
+        else:
             fs_recall.append(1.0)
     return _RankerRun(np.concatenate(scores) if scores else np.zeros(0), fs_recall)
 
@@ -401,14 +410,11 @@ def evaluate(
     k_list = max(cfg.eval_k)
     rankers: dict[str, Any] = {}
     per_query: dict[str, npt.NDArray[np.float64]] = {}
-    enc_items_by_featurizer: dict[int, EncodedItems] = {}
     catalogue = test.opportunities
     runs: dict[str, _RankerRun] = {}
     for name, model in models.items():
-        key = id(model.featurizer)
-        if key not in enc_items_by_featurizer:
-            enc_items_by_featurizer[key] = model.featurizer.encode_items(catalogue)
-        runs[name] = _run_served(name, model, test, enc_items_by_featurizer[key], k_list, cfg.k)
+        # A featurizer caches the encoded catalogue, so models sharing one encode it once.
+        runs[name] = _run_served(name, model, test, model.encode_items(catalogue), k_list, cfg.k)
     if include_bounds:
         runs[ORACLE] = _run_oracle(test)
         runs[CEILING_QUALITY] = _run_oracle(test, ("affinity",))

@@ -178,7 +178,7 @@ def load_champion(cfg: TrainConfig, tracking_uri: str | None = None) -> tuple[st
 def _evaluate_version(
     name: str, version: str, test: TestSet, cfg: TrainConfig, *, label: str, with_points: bool = False
 ) -> Evaluation:
-    from models.package import build_fallback_model, load_polku_model
+    from models.package import load_polku_model
     from training.evaluate import evaluate
 
     model = load_polku_model(f"models:/{name}/{version}")
@@ -186,7 +186,7 @@ def _evaluate_version(
         model.first_stage_k = cfg.first_stage_k
     models: dict[str, Any] = {label: model}
     if with_points:
-        models["points"] = build_fallback_model(model.featurizer, name="points")
+        models["points"] = model.points_baseline(name="points")
     return evaluate(models, test, cfg, include_bounds=False)
 
 

@@ -426,11 +426,10 @@ def feature_importance_frame(model_uri: str, *, top: int | None = None) -> pd.Da
     """
     from models.package import load_polku_model
 
-    ranker = load_polku_model(model_uri).ranker
-    importance = getattr(ranker, "feature_importance", None)
-    if importance is None:
+    model = load_polku_model(model_uri)
+    gain, split = model.feature_importance("gain"), model.feature_importance("split")
+    if gain is None or split is None:
         return pd.DataFrame(columns=["feature", "gain", "split", "gain_share"])
-    gain, split = importance("gain"), importance("split")
     frame = pd.DataFrame({"feature": list(gain), "gain": list(gain.values()), "split": [split[f] for f in gain]})
     total = float(frame["gain"].sum())
     frame["gain_share"] = frame["gain"] / total if total > 0 else 0.0
