@@ -168,11 +168,10 @@ def train_bench_model(world: World) -> tuple[PolkuModel, dict[str, Any]]:
         model = _fallback_model(world)
         source = f"fallback ranker on truth labels ({type(exc).__name__})"
     model.metadata.update({"version": "bench", "registry_version": "bench", "alias": "champion"})
-    booster = getattr(model.ranker, "booster_", None)
     info = {
         "source": source,
-        "ranker": model.ranker.name,
-        "trees": None if booster is None else int(booster.num_trees()),
+        "ranker": model.metadata["ranker"],
+        "trees": model.tree_count(),
         "first_stage_k": model.first_stage_k,
         "seconds": round(time.perf_counter() - start, 2),
     }

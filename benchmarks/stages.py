@@ -72,10 +72,10 @@ def suggest_stages(snapshot: Any) -> Iterator[StageTimer]:
     model = snapshot.loaded.model
     try:
         timer.wrap(snapshot.catalogue.evaluator, "evaluate", "eligibility")
-        for name in ("encode_client", "first_stage", "transform_encoded"):
-            timer.wrap(model.featurizer, name, "features")
-        for name in ("score", "contributions"):
-            timer.wrap(model.ranker, name, "model")
+        for name in ("encode_client", "first_stage", "features"):
+            timer.wrap(model, name, "features")
+        for name in ("score_rows", "explain_rows", "outcome_rows"):
+            timer.wrap(model, name, "model")
         for name, value in list(vars(sg).items()):
             module = getattr(value, "__module__", "") or ""
             if not callable(value) or name.startswith("__"):

@@ -221,6 +221,50 @@ def explain(
     return reasons
 
 
+@dataclass(frozen=True)
+class Readiness:
+    """How ready a candidate is for an item, as a coordinator sees it.
+
+    Attributes:
+        level: ``ready`` (no missing essential skill, language enough), ``ready_with_support`` (small gaps, or a
+            language gap the item's S2 support covers) or ``needs_preparation`` (a language gap without S2 support,
+            or more than half of the essential skills missing).
+        language_support: the client would need language support in this item.
+        gaps: short codes of the gaps (``language_<code>``, ``essential_skills_missing:<n>``).
+    """
+
+    level: str
+    language_support: bool
+    gaps: list[str]
+
+
+S2_SUPPORT_BELOW: Final = "B1.1"
+"""Finnish below this level needs language support in an S2-supported item."""
+MOST_SKILLS_MISSING: Final = 0.5
+"""More than this share of essential skills missing means preparation before the item."""
+
+
+def readiness(client: ClientProfile, item: Opportunity) -> Readiness:
+    """The coordinator's readiness view of one candidate for one item (the thresholds live here, not in routes)."""
+    have = {s.uri for s in client.skills}
+    missing = [u for u in item.required_skills.essential if u not in have]
+    lang_gap = bool(item.min_language) and all(
+        client.language_ordinal(c) < level_ordinal(lv) for c, lv in item.min_language.items()
+    )
+    n_ess = len(item.required_skills.essential)
+    if not missing and not lang_gap:
+        level = "ready"
+    elif (lang_gap and not item.s2_support) or (n_ess and len(missing) > MOST_SKILLS_MISSING * n_ess):
+        level = "needs_preparation"
+    else:
+        level = "ready_with_support"
+    gaps = ([f"language_{min(item.min_language)}"] if lang_gap else []) + (
+        [f"essential_skills_missing:{len(missing)}"] if missing else []
+    )
+    support = lang_gap or (item.s2_support and client.language_ordinal("fi") < level_ordinal(S2_SUPPORT_BELOW))
+    return Readiness(level, bool(support), gaps)
+
+
 COMPLETION_LIFT: Final = 1.1
 """An item is "often completed" when its P(start and complete | accepted) is this much above its kind's mean."""
 MIN_COMPLETION: Final = 0.3

@@ -208,6 +208,14 @@ class PolkuModel:
         """Ranker scores of prepared rows (from :meth:`features`; rows of many requests may be stacked)."""
         return self.ranker.score(np.asarray(X, dtype=np.float32))
 
+    def explain_rows(self, X: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Per-feature contributions of prepared rows, ``(n, n_features + 1)`` (last column the bias)."""
+        return self.ranker.contributions(np.asarray(X, dtype=np.float32))
+
+    def outcome_rows(self, X: npt.ArrayLike) -> dict[str, npt.NDArray[np.float64]] | None:
+        """Outcome estimates of prepared rows (``p_accept``, ``expected_outcome``, ...), None for the baselines."""
+        return self.ranker.outcomes(np.asarray(X, dtype=np.float32))
+
     def first_stage(
         self, enc_client: EncodedClients | ClientProfile, enc_items: EncodedItems, item_idx: npt.ArrayLike, k: int
     ) -> npt.NDArray[np.int64]:
@@ -248,12 +256,18 @@ class PolkuModel:
         if idx.size == 0 or k <= 0:
             return ClientRanking(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64), int(idx.size))
         X = self.featurizer.transform_many_clients(clients, enc_items, item_index, reference_date, rows=idx)
-        scores = self.ranker.score(X)
+        scores = self.score_rows(X)
         n = min(k, idx.size)
         top = np.argpartition(-scores, n - 1)[:n] if n < idx.size else np.arange(idx.size)
         ids = np.array([clients.client_ids[int(r)] for r in idx[top]], dtype=str)
         order = top[np.lexsort((ids, -scores[top]))]
         return ClientRanking(idx[order], scores[order], int(idx.size))
+
+    def tree_count(self) -> int | None:
+        """Trees the ranker evaluates per row (None for rankers without trees)."""
+        ranker: Any = self.ranker
+        booster = getattr(getattr(ranker, "acceptance_", None) or ranker, "booster_", None)
+        return None if booster is None else int(booster.num_trees())
 
     def points_baseline(self, *, name: str = "points") -> PolkuModel:
         """The points ranker over this model's featurizer (the service's fallback, and the gate's reference)."""
@@ -274,8 +288,7 @@ class PolkuModel:
         """Ranker scores of one client against catalogue positions ``item_idx`` (no first stage)."""
         enc = self._encoded(enc_client)
         idx = np.asarray(item_idx, dtype=np.int64).reshape(-1)
-        X = self.featurizer.transform_encoded(enc, enc_items, idx, reference_date)
-        return self.ranker.score(X)
+        return self.score_rows(self.features(enc, enc_items, idx, reference_date))
 
     def rank(
         self,
@@ -313,16 +326,16 @@ class PolkuModel:
                 n_scored=int(idx.size),
                 feature_names=self.feature_names,
             )
-        X = self.featurizer.transform_encoded(enc, enc_items, idx, reference_date)
-        scores = self.ranker.score(X)
+        X = self.features(enc, enc_items, idx, reference_date)
+        scores = self.score_rows(X)
         top = np.argsort(-scores, kind="stable")[:k]
         return RankResult(
             indices=idx[top],
             scores=scores[top],
-            contributions=self.ranker.contributions(X[top]),
+            contributions=self.explain_rows(X[top]),
             n_scored=int(idx.size),
             feature_names=self.feature_names,
-            outcomes=self.ranker.outcomes(X[top]),
+            outcomes=self.outcome_rows(X[top]),
         )
 
     def rank_groups(
@@ -356,16 +369,16 @@ class PolkuModel:
             X = np.zeros((0, n_feat), dtype=np.float32)
             scores = np.zeros(0, dtype=np.float64)
         else:
-            X = self.featurizer.transform_encoded(enc, enc_items, all_idx, reference_date)
-            scores = self.ranker.score(X)
+            X = self.features(enc, enc_items, all_idx, reference_date)
+            scores = self.score_rows(X)
         bounds = np.r_[0, np.cumsum(sizes)].astype(np.int64)
         tops = [
             bounds[g] + np.argsort(-scores[bounds[g] : bounds[g + 1]], kind="stable")[: max(k, 0)]
             for g in range(len(kept))
         ]
         rows = np.concatenate(tops) if tops else np.zeros(0, dtype=np.int64)
-        contrib = self.ranker.contributions(X[rows]) if rows.size else np.zeros((0, n_feat + 1), dtype=np.float64)
-        outcomes = self.ranker.outcomes(X[rows])
+        contrib = self.explain_rows(X[rows]) if rows.size else np.zeros((0, n_feat + 1), dtype=np.float64)
+        outcomes = self.outcome_rows(X[rows])
         out: list[RankResult] = []
         start = 0
         for g, top in enumerate(tops):
@@ -435,10 +448,9 @@ class PolkuModel:
             rows = order[start:end]
             c = int(sorted_ci[start])
             ref = reference_dates[c] if reference_dates is not None else None
-            enc = self.featurizer.encode_client(clients[c])
-            X = self.featurizer.transform_encoded(enc, items, oi[rows], ref)
-            out[rows] = self.ranker.score(X)
-            outcomes = self.ranker.outcomes(X)
+            X = self.features(self.encode_client(clients[c]), items, oi[rows], ref)
+            out[rows] = self.score_rows(X)
+            outcomes = self.outcome_rows(X)
             if outcomes is not None:
                 for key in PREDICTION_EXTRAS:
                     extra[key][rows] = outcomes[key]

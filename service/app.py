@@ -114,8 +114,8 @@ def _warm_candidate_pools(app: FastAPI, snap: Snapshot) -> None:
     cache: ProfileCache = app.state.profile_cache
     start = time.perf_counter()
     with app.state.session_factory() as session:
-        pools = [cache.resolve(session, repo.shareable_client_versions(session, centre)) for centre in CENTRES]
-    n = warm_candidate_pools(snap, [p for p in pools if p])
+        pools = {centre: cache.resolve(session, repo.shareable_client_versions(session, centre)) for centre in CENTRES}
+    n = warm_candidate_pools(snap, pools)
     logger.info("candidate pools ready: %d clients in %.1fs", n, time.perf_counter() - start)
 
 

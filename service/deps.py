@@ -6,14 +6,16 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from features.coding import Coder
-from service.auth import Principal, current_principal, require_roles
+from service.auth import Principal, TokenVerifier, current_principal, require_roles
 from service.coding import CoderHolder
 from service.errors import ServiceUnavailable
 from service.metrics import ServiceMetrics
 from service.model_holder import ModelHolder, Snapshot
+from service.profile_cache import ProfileCache
 from service.settings import Settings
 from service.storage import repositories as repo
 from service.storage.repositories import Actor
@@ -54,6 +56,24 @@ def get_metrics(request: Request) -> ServiceMetrics:
     return metrics
 
 
+def get_profile_cache(request: Request) -> ProfileCache:
+    """The app's cache of parsed client profiles (shared by the candidate pools)."""
+    cache: ProfileCache = request.app.state.profile_cache
+    return cache
+
+
+def get_engine(request: Request) -> Engine:
+    """The app's database engine (readiness pings it)."""
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_token_verifier(request: Request) -> TokenVerifier:
+    """The app's token verifier (readiness reports its key state)."""
+    verifier: TokenVerifier = request.app.state.token_verifier
+    return verifier
+
+
 def get_coder(request: Request) -> Coder:
     """The occupation coder (waits for its start-up build; 503 if it cannot be built)."""
     holder: CoderHolder = request.app.state.coder_holder
@@ -65,6 +85,9 @@ SessionDep = Annotated[Session, Depends(get_session)]
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 CoderDep = Annotated[Coder, Depends(get_coder)]
+ProfileCacheDep = Annotated[ProfileCache, Depends(get_profile_cache)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+VerifierDep = Annotated[TokenVerifier, Depends(get_token_verifier)]
 
 
 def get_snapshot(session: SessionDep, holder: HolderDep) -> Snapshot:

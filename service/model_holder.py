@@ -41,7 +41,7 @@ class ReloadRefused(Exception):
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model in service and where it came from."""
+    """A model in service and where it came from, with the caches that live as long as it does."""
 
     model: PolkuModel
     name: str
@@ -49,6 +49,23 @@ class LoadedModel:
     alias: str | None
     source: Source
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    _caches: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+    _caches_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def cached(self, key: Any, build: Callable[[], T], *, valid: Callable[[T], bool] | None = None) -> T:
+        """A value built once per loaded model and ``key`` (thread-safe); rebuilt when ``valid`` says it is stale.
+
+        Such values outlive catalogue refreshes (the snapshot's own helpers do not): e.g. a centre's encoded
+        candidate pool, keyed by centre, valid while its profiles are unchanged.
+        """
+        with self._caches_lock:
+            hit = self._caches.get(key)
+            if hit is not None and (valid is None or valid(hit)):
+                return cast(T, hit)
+        value = build()
+        with self._caches_lock:
+            self._caches[key] = value
+        return value
 
     @property
     def fallback(self) -> bool:

@@ -7,27 +7,28 @@ for reasons, gaps and exclusions come from ``models.explain`` / ``models.message
 
 from __future__ import annotations
 
-import threading
-import weakref
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import numpy as np
+from fastapi import HTTPException, status
+from sqlalchemy.orm import Session
 
 from features.eligibility import REASONS, ClientTable, EligibilityEvaluator
-from features.language import level_ordinal
 from features.pairs import EncodedClients
 from features.records import KINDS, ClientProfile, Opportunity
 from features.taxonomy import default_taxonomy
-from models.explain import RemedyIndex, explain, outcome_reasons
+from models.explain import RemedyIndex, explain, outcome_reasons, readiness
 from models.explain import gaps as explain_gaps
 from models.messages import exclusion_text
-from models.package import PolkuModel
 from models.paths import PathPlanner
+from service.auth import Principal, ensure_centre
+from service.deps import actor_of
+from service.metrics import ServiceMetrics
 from service.model_holder import Snapshot
+from service.profile_cache import ProfileCache
 from service.schemas import (
     Candidate,
     CandidatesRequest,
@@ -45,6 +46,7 @@ from service.schemas import (
     SuggestionsRequest,
     SuggestionsResponse,
 )
+from service.storage import repositories as repo
 
 
 def model_info(snapshot: Snapshot) -> ModelInfo:
@@ -99,6 +101,76 @@ def _gaps(client: ClientProfile, opp: Opportunity, snapshot: Snapshot, on: date,
             Gap(type=g.kind, code=g.code, label=g.label, have=g.have, need=g.need, text=g.text, remedies=remedies)
         )
     return out
+
+
+def suggestions_for(
+    req: SuggestionsRequest,
+    principal: Principal,
+    session: Session,
+    snapshot: Snapshot,
+    metrics: ServiceMetrics,
+    today: date,
+) -> SuggestionsResponse:
+    """The use case behind ``POST /v1/suggestions``: the client, the consent, the audit, then :func:`suggest`.
+
+    A stored client is read by id, an inline profile taken as given; either must belong to the caller's centre
+    and have consented to matching, and the use is audited (``suggestions`` / ``suggestions_inline``) and
+    committed before ranking.
+
+    Raises:
+        HTTPException: 404 unknown client, 403 another centre or no matching consent.
+    """
+    if req.client_id is not None:
+        client = repo.get_client(session, req.client_id)
+        if client is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="client not found")
+        purpose = "suggestions"
+    else:
+        assert req.client is not None
+        client, purpose = req.client, "suggestions_inline"
+    ensure_centre(principal, client.centre)
+    if not client.consent.matching:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="client has not consented to matching")
+    repo.write_audit(session, actor_of(principal), [client.client_id], purpose)
+    session.commit()
+    response = suggest(client, req, snapshot, today)
+    for group in response.suggestions:
+        metrics.suggestions.labels(kind=group.kind).inc()
+    if response.model.fallback:
+        metrics.fallback_answers.inc()
+    return response
+
+
+def candidates_for(
+    opportunity_id: str,
+    req: CandidatesRequest,
+    principal: Principal,
+    session: Session,
+    snapshot: Snapshot,
+    profiles: ProfileCache,
+    metrics: ServiceMetrics,
+    today: date,
+) -> CandidatesResponse:
+    """The use case behind ``POST /v1/opportunities/{id}/candidates``: the item, the pool, the ranking, the audit.
+
+    Only clients of the item's centre who consented to matching and to sharing with coordinators are ranked;
+    every disclosed client is audited (``candidates``).
+
+    Raises:
+        HTTPException: 404 unknown opportunity, 403 another centre.
+    """
+    opp = repo.get_opportunity(session, opportunity_id)
+    if opp is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="opportunity not found")
+    ensure_centre(principal, opp.centre)
+    clients = profiles.resolve(session, repo.shareable_client_versions(session, opp.centre))
+    response = rank_candidates(opp, clients, req, snapshot, today)
+    repo.write_audit(session, actor_of(principal), [c.client_id for c in response.data], "candidates")
+    session.commit()
+    metrics.candidates.inc()
+    if response.model.fallback:
+        metrics.fallback_answers.inc()
+    return response
 
 
 def suggest(client: ClientProfile, req: SuggestionsRequest, snapshot: Snapshot, today: date) -> SuggestionsResponse:
@@ -243,7 +315,7 @@ def rank_candidates(
         evaluator, items, item = snapshot.catalogue.evaluator, snapshot.items, pos
     else:
         evaluator, items, item = EligibilityEvaluator([opp]), model.encode_items([opp]), 0
-    pool = candidate_pool(snapshot, clients)
+    pool = candidate_pool(snapshot, opp.centre, clients)
     codes = evaluator.evaluate_clients(pool.table, item, ref)
     counts = np.bincount(codes.astype(np.intp), minlength=len(REASONS))
     excluded = {REASONS[i]: int(c) for i, c in enumerate(counts) if i > 0 and c > 0}
@@ -260,13 +332,9 @@ def rank_candidates(
     )
 
 
-_MAX_POOLS = 16
-T = TypeVar("T")
-
-
 @dataclass(frozen=True, eq=False)
 class CandidatePool:
-    """A client pool encoded for one model: eligibility table and stacked feature inputs."""
+    """A centre's shareable clients encoded for one model: eligibility table and the encoded batch."""
 
     clients: Sequence[ClientProfile]
     members: tuple[int, ...]
@@ -274,68 +342,34 @@ class CandidatePool:
     batch: EncodedClients
 
 
-def candidate_pool(snapshot: Snapshot, clients: Sequence[ClientProfile]) -> CandidatePool:
-    """The encoded pool of ``clients``, reused while the same profile objects come back (one per centre).
+def candidate_pool(snapshot: Snapshot, centre: str, clients: Sequence[ClientProfile]) -> CandidatePool:
+    """The encoded pool of a centre's ``clients``, kept on the loaded model (it outlives catalogue refreshes).
 
     The profile cache hands back the very same objects while the stored profiles are unchanged, so identity
-    of every member is a sound key; a changed profile is a new object and rebuilds the pool.
+    of every member is a sound validity check; a changed profile is a new object and rebuilds the pool.
     """
-    cache: OrderedDict[int, CandidatePool] = _model_cache(snapshot, "candidate_pools", OrderedDict)
     members = tuple(map(id, clients))
-    with _POOL_LOCK:
-        hit = cache.get(id(clients))
-        if hit is not None and hit.members == members:
-            cache.move_to_end(id(clients))
-            return hit
-    pool = CandidatePool(clients, members, ClientTable.build(clients), snapshot.loaded.model.encode_clients(clients))
-    with _POOL_LOCK:
-        cache[id(clients)] = pool  # the pool holds the list, so its id cannot be reused while cached
-        while len(cache) > _MAX_POOLS:
-            cache.popitem(last=False)
-    return pool
-
-
-_POOL_LOCK = threading.Lock()
-_MODEL_CACHES: weakref.WeakKeyDictionary[PolkuModel, dict[str, Any]] = weakref.WeakKeyDictionary()
-
-
-def _model_cache(snapshot: Snapshot, key: str, build: Callable[[], T]) -> T:
-    """A cache that lives as long as the snapshot's model (client encodings survive catalogue refreshes)."""
     model = snapshot.loaded.model
-    with _POOL_LOCK:
-        caches = _MODEL_CACHES.setdefault(model, {})
-        if key not in caches:
-            caches[key] = build()
-        return cast(T, caches[key])
+
+    def build() -> CandidatePool:
+        return CandidatePool(clients, members, ClientTable.build(clients), model.encode_clients(clients))
+
+    return snapshot.loaded.cached(("candidate_pool", centre), build, valid=lambda p: p.members == members)
 
 
-def warm_candidate_pools(snapshot: Snapshot, pools: Iterable[Sequence[ClientProfile]]) -> int:
-    """Encode client pools ahead of the first candidates request (at start-up). Returns the clients encoded."""
-    return sum(len(candidate_pool(snapshot, clients).clients) for clients in pools)
+def warm_candidate_pools(snapshot: Snapshot, pools: Mapping[str, Sequence[ClientProfile]]) -> int:
+    """Encode each centre's pool ahead of the first candidates request (at start-up). Returns the clients encoded."""
+    return sum(len(candidate_pool(snapshot, centre, clients).clients) for centre, clients in pools.items() if clients)
 
 
 def _candidate(client: ClientProfile, opp: Opportunity, rank: int, score: float) -> Candidate:
-    have = {s.uri for s in client.skills}
-    missing = [u for u in opp.required_skills.essential if u not in have]
-    lang_gap = bool(opp.min_language) and all(
-        client.language_ordinal(c) < level_ordinal(lv) for c, lv in opp.min_language.items()
-    )
-    n_ess = len(opp.required_skills.essential)
-    if not missing and not lang_gap:
-        readiness = "ready"
-    elif (lang_gap and not opp.s2_support) or (n_ess and len(missing) > n_ess / 2):
-        readiness = "needs_preparation"
-    else:
-        readiness = "ready_with_support"
-    gaps = ([f"language_{min(opp.min_language)}"] if lang_gap else []) + (
-        [f"essential_skills_missing:{len(missing)}"] if missing else []
-    )
+    ready = readiness(client, opp)
     return Candidate(
         client_id=client.client_id,
         rank=rank,
         score=round(score, 6),
-        readiness=readiness,  # type: ignore[arg-type]
-        language_support=lang_gap or (opp.s2_support and client.language_ordinal("fi") < level_ordinal("B1.1")),
+        readiness=ready.level,  # type: ignore[arg-type]
+        language_support=ready.language_support,
         coaching_need=client.support_need,
-        gaps=gaps,
+        gaps=ready.gaps,
     )

@@ -180,6 +180,7 @@ def _log_run(
             "data.test_cohort": data.split.test_cohort,
             "model.best_iteration": ranker.best_iteration_ or cfg.num_boost_round,
             "model.ranker": ranker.name,
+            "model.first_stage_k": model.first_stage_k,
             "model.taxonomy_version": model.metadata["taxonomy_version"],
         }
     )

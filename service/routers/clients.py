@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from features.records import ClientId
 from service.auth import ensure_centre
-from service.deps import Counsellor, SessionDep, actor_of
+from service.deps import Counsellor, ProfileCacheDep, SessionDep, actor_of
 from service.errors import FieldError
 from service.schemas import (
     ERROR_RESPONSES,
@@ -73,7 +73,9 @@ def get_client(client_id: ClientId, principal: Counsellor, session: SessionDep) 
     response_model=DeletedResponse,
     responses={**ERROR_RESPONSES, **NOT_FOUND},
 )
-def delete_client(client_id: ClientId, principal: Counsellor, session: SessionDep, request: Request) -> DeletedResponse:
+def delete_client(
+    client_id: ClientId, principal: Counsellor, session: SessionDep, profiles: ProfileCacheDep
+) -> DeletedResponse:
     """Erase a client: profile and audit attributes are deleted and feedback events are unlinked."""
     centre = repo.client_centre(session, client_id)
     if centre is None:
@@ -82,7 +84,7 @@ def delete_client(client_id: ClientId, principal: Counsellor, session: SessionDe
     erased = repo.delete_client(session, client_id) or {}
     repo.write_audit(session, actor_of(principal), [client_id], "erasure")
     session.commit()
-    request.app.state.profile_cache.forget(client_id)
+    profiles.forget(client_id)
     return DeletedResponse(id=client_id, feedback_unlinked=erased.get("feedback_events", 0))
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from service.auth import TokenVerifier
-from service.deps import AnyUser, HolderDep, MetricsDep, Observer
+from service.deps import AnyUser, EngineDep, HolderDep, MetricsDep, Observer, VerifierDep
 from service.schemas import ERROR_RESPONSES, HealthResponse, IdentityProviderInfo, ReadyResponse
 from service.storage.db import ping
 from service.suggest import model_info
@@ -25,14 +25,13 @@ def healthz() -> HealthResponse:
 @router.get(
     "/readyz", operation_id="checkReadiness", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}}
 )
-def readyz(request: Request, holder: HolderDep) -> Any:
+def readyz(holder: HolderDep, engine: EngineDep, verifier: VerifierDep) -> Any:
     """Ready when a model is loaded, the database answers and (with OIDC) signing keys are at hand.
 
     ``degraded`` (still 200) when not serving the champion, or when the identity provider's key set cannot be
     fetched but cached keys keep verifying tokens.
     """
-    db_ok = ping(request.app.state.engine)
-    verifier: TokenVerifier = request.app.state.token_verifier
+    db_ok = ping(engine)
     idp = _identity_provider(verifier)
     if not holder.ready:
         body = ReadyResponse(status="unavailable", database=db_ok, identity_provider=idp, reason="model not loaded")

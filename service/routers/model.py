@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, status
 
-from service.deps import Admin, AnyUser, HolderDep, MetricsDep, SessionDep
+from service.deps import Admin, AnyUser, HolderDep, MetricsDep, SessionDep, SettingsDep
 from service.model_holder import ReloadRefused, Snapshot
 from service.schemas import ERROR_RESPONSES, ModelInfo, ModelResponse
 from service.storage import repositories as repo
@@ -48,10 +48,9 @@ def get_model(_principal: AnyUser, holder: HolderDep) -> ModelResponse:
     responses={**ERROR_RESPONSES, 409: {"description": "Reload refused; the old model keeps serving"}},
 )
 def reload_model(
-    principal: Admin, holder: HolderDep, session: SessionDep, metrics: MetricsDep, request: Request
+    principal: Admin, holder: HolderDep, session: SessionDep, metrics: MetricsDep, settings: SettingsDep
 ) -> ModelResponse:
     """Load the current champion and swap it in atomically; requests in flight finish on the old model."""
-    settings = request.app.state.settings
     try:
         snapshot = holder.reload()
     except ReloadRefused as exc:
