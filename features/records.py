@@ -8,7 +8,7 @@ of origin) live in :class:`AuditAttributes`, a separate record that the feature 
 from __future__ import annotations
 
 from datetime import date
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, field_validator, model_validator
 
@@ -34,8 +34,9 @@ IscoCode = Annotated[str, Field(pattern=r"^[0-9]{1,4}$")]
 MunicipalityCode = Annotated[str, Field(pattern=r"^[0-9]{3}$")]
 LanguageCode = Annotated[str, Field(pattern=r"^[a-z]{2}$", description="ISO 639-1, lower case.")]
 
+# Each vocabulary is written once, as a Literal type; its tuple (in that order) is derived from it.
 Kind = Literal["training", "work_trial", "vacancy"]
-KINDS: tuple[Kind, ...] = ("training", "work_trial", "vacancy")
+KINDS: tuple[Kind, ...] = get_args(Kind)
 Route = Literal[
     "literacy",
     "language",
@@ -48,22 +49,11 @@ Route = Literal[
     "entrepreneurship",
     "higher_education_bridge",
 ]
-ROUTES: tuple[Route, ...] = (
-    "literacy",
-    "language",
-    "basic_skills",
-    "preparatory",
-    "workshop",
-    "degree",
-    "apprenticeship",
-    "rehabilitative",
-    "entrepreneurship",
-    "higher_education_bridge",
-)
+ROUTES: tuple[Route, ...] = get_args(Route)
 Literacy = Literal["none", "basic", "functional"]
-LITERACY_LEVELS: tuple[Literacy, ...] = ("none", "basic", "functional")
+LITERACY_LEVELS: tuple[Literacy, ...] = get_args(Literacy)
 SupportLevel = Literal["low", "medium", "high"]
-SUPPORT_LEVELS: tuple[SupportLevel, ...] = ("low", "medium", "high")
+SUPPORT_LEVELS: tuple[SupportLevel, ...] = get_args(SupportLevel)
 Evidence = Literal["self_reported", "demonstrated", "certified"]
 Sector = Literal[
     "care_and_education",
@@ -81,22 +71,7 @@ Sector = Literal[
     "agriculture",
     "general",
 ]
-SECTORS: tuple[Sector, ...] = (
-    "care_and_education",
-    "services",
-    "property_and_technology",
-    "hospitality",
-    "cleaning",
-    "logistics",
-    "construction",
-    "retail",
-    "ict",
-    "business",
-    "health",
-    "manufacturing",
-    "agriculture",
-    "general",
-)
+SECTORS: tuple[Sector, ...] = get_args(Sector)
 
 
 if TYPE_CHECKING:

@@ -34,26 +34,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import minimize
 from scipy.special import expit
 
 from features.pairs import ITEM_HISTORY_FEATURES
 from features.records import KINDS, ROUTES
+from models.logit import choose_penalty, fit_logistic
 from models.rankers import LightGBMRanker, Matrix, Ranker, RankerError, Scores, _as_matrix
+from models.slates import SlateLogit, fit_slate_logit
 
 ACCEPTANCE_DIR: Final = "acceptance"
 DEFAULT_WEIGHTS: Final[dict[str, float]] = {"start": 1.0, "complete": 1.0, "employ": 1.0, "accept": 0.0}
 """Value of each outcome stage in the ranking score (see the module docstring)."""
-PENALTY_GRID: Final[tuple[float, ...]] = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
-"""L2 penalties on the route coefficients tried by cross-validation (absolute, on the summed log-likelihood)."""
-CV_FOLDS: Final = 4
-_RIDGE: Final = 1e-3  # keeps every coefficient finite in tiny worlds (a kind or route without rows)
 OUTCOME_KEYS: Final[tuple[str, ...]] = (
     "p_accept",
     "p_start",
@@ -74,154 +70,6 @@ def _one_hot_columns(names: Sequence[str], prefix: str, values: Sequence[str]) -
     if missing:
         raise RankerError(f"OutcomeAwareRanker needs the columns {', '.join(missing)}")
     return [pos[f"{prefix}{v}"] for v in values]
-
-
-# -- conditional logit over recorded slates ---------------------------------------------------------------------
-@dataclass(frozen=True)
-class SlateLogit:
-    """A conditional logit of acceptance over recorded slates with a per-kind "none" option.
-
-    ``P(accept i | slate) = exp(s_i) / (exp(none[kind]) + sum_j exp(s_j))`` with
-    ``s = scale * f + position_coef * position + show_coef * show_effect``.
-
-    Attributes:
-        scale: weight of the acceptance model's score.
-        position_coef: weight per slate position (position bias; 0 = first).
-        show_coef: weight of the item's counsellor-show effect (how much more often counsellors showed it than
-            its features explain).
-        none: log-weight of "none of these" per kind, in the order of :data:`features.records.KINDS`.
-    """
-
-    scale: float
-    position_coef: float
-    show_coef: float
-    none: tuple[float, ...]
-
-    def utilities(
-        self, f: npt.ArrayLike, position: npt.ArrayLike, show_effect: npt.ArrayLike
-    ) -> npt.NDArray[np.float64]:
-        """Slate utilities ``s`` of rows."""
-        return np.asarray(
-            self.scale * np.asarray(f, np.float64)
-            + self.position_coef * np.asarray(position, np.float64)
-            + self.show_coef * np.asarray(show_effect, np.float64),
-            dtype=np.float64,
-        )
-
-    def probabilities(
-        self, utilities: npt.ArrayLike, slate: npt.ArrayLike, kind: npt.ArrayLike
-    ) -> npt.NDArray[np.float64]:
-        """Acceptance probability of each row within its slate (rows of one slate share ``slate``)."""
-        s = np.asarray(utilities, np.float64)
-        codes = np.unique(np.asarray(slate), return_inverse=True)[1].reshape(-1)
-        n_slates = int(codes.max()) + 1 if codes.size else 0
-        kinds = np.asarray(kind, np.int64)
-        slate_kind = np.zeros(n_slates, dtype=np.int64)
-        slate_kind[codes] = kinds
-        top = np.full(n_slates, -np.inf)
-        np.maximum.at(top, codes, s)
-        none = np.asarray(self.none, np.float64)[slate_kind]
-        top = np.maximum(top, none)
-        e = np.exp(s - top[codes])
-        den = np.bincount(codes, weights=e, minlength=n_slates) + np.exp(none - top)
-        return np.asarray(e / den[codes], dtype=np.float64)
-
-
-def fit_slate_logit(
-    f: npt.ArrayLike,
-    position: npt.ArrayLike,
-    show_effect: npt.ArrayLike,
-    slate: npt.ArrayLike,
-    kind: npt.ArrayLike,
-    accepted: npt.ArrayLike,
-) -> SlateLogit:
-    """Maximum-likelihood :class:`SlateLogit` over recorded slates (at most one acceptance per slate).
-
-    Args:
-        f: acceptance-model score per shown row.
-        position: slate position per row (0 = first).
-        show_effect: the item's counsellor-show effect per row (0 when not estimated).
-        slate: slate id per row.
-        kind: kind index per row (constant within a slate).
-        accepted: whether the row was accepted.
-
-    Returns:
-        The fitted model (a small ridge keeps it finite when a kind has no slates).
-    """
-    X = np.column_stack([np.asarray(a, np.float64) for a in (f, position, show_effect)])
-    y = np.asarray(accepted, np.float64)
-    codes = np.unique(np.asarray(slate), return_inverse=True)[1].reshape(-1)
-    n_slates = int(codes.max()) + 1 if codes.size else 0
-    slate_kind = np.zeros(n_slates, dtype=np.int64)
-    slate_kind[codes] = np.asarray(kind, np.int64)
-    took = np.minimum(np.bincount(codes, weights=y, minlength=n_slates), 1.0)
-    n_k = len(KINDS)
-
-    def nll(theta: FloatArray) -> tuple[float, FloatArray]:
-        w, none = theta[:3], theta[3:]
-        s = X @ w
-        nz = none[slate_kind]
-        top = np.maximum(np.full(n_slates, -np.inf), nz)
-        np.maximum.at(top, codes, s)
-        e = np.exp(s - top[codes])
-        e_none = np.exp(nz - top)
-        den = np.bincount(codes, weights=e, minlength=n_slates) + e_none
-        ll = float(y @ s + (1.0 - took) @ nz - np.sum(np.log(den) + top))
-        p = e / den[codes]
-        p_none = e_none / den
-        grad_w = X.T @ (y - p)
-        grad_none = np.bincount(slate_kind, weights=(1.0 - took) - p_none, minlength=n_k)
-        grad = -np.r_[grad_w, grad_none] + _RIDGE * theta
-        return -ll + 0.5 * _RIDGE * float(theta @ theta), grad
-
-    start = np.r_[1.0, 0.0, 0.0, np.full(n_k, 2.0)]
-    if n_slates == 0:
-        return SlateLogit(1.0, 0.0, 0.0, tuple(float(v) for v in start[3:]))
-    res = minimize(nll, start, jac=True, method="L-BFGS-B")
-    theta = res.x
-    return SlateLogit(float(theta[0]), float(theta[1]), float(theta[2]), tuple(float(v) for v in theta[3:]))
-
-
-# -- penalised logistic regression ------------------------------------------------------------------------------
-def _fit_logistic(
-    Z: FloatArray, y: FloatArray, penalised: FloatArray, lam: float, offset: FloatArray | None = None
-) -> FloatArray:
-    """Coefficients of a logistic regression without a free intercept (``Z`` holds the intercept columns)."""
-    off = np.zeros(len(y)) if offset is None else offset
-    pen = lam * penalised + _RIDGE
-
-    def nll(w: FloatArray) -> tuple[float, FloatArray]:
-        eta = Z @ w + off
-        loss = float(np.sum(np.logaddexp(0.0, eta) - y * eta) + 0.5 * np.sum(pen * w * w))
-        return loss, Z.T @ (expit(eta) - y) + pen * w
-
-    return np.asarray(minimize(nll, np.zeros(Z.shape[1]), jac=True, method="L-BFGS-B").x, dtype=np.float64)
-
-
-def _log_loss(Z: FloatArray, y: FloatArray, w: FloatArray, offset: FloatArray) -> float:
-    eta = Z @ w + offset
-    return float(np.mean(np.logaddexp(0.0, eta) - y * eta)) if len(y) else 0.0
-
-
-def _choose_penalty(
-    Z: FloatArray, y: FloatArray, penalised: FloatArray, offset: FloatArray, groups: npt.ArrayLike, seed: int
-) -> tuple[float, dict[float, float]]:
-    """The route penalty with the lowest client-grouped cross-validated log-loss (largest on ties)."""
-    codes = np.unique(np.asarray(groups), return_inverse=True)[1].reshape(-1)
-    n_groups = int(codes.max()) + 1 if codes.size else 0
-    if n_groups < CV_FOLDS or len(y) < 20 * CV_FOLDS:
-        return PENALTY_GRID[-1], {}
-    fold_of = np.random.default_rng(seed).integers(0, CV_FOLDS, n_groups)[codes]
-    losses: dict[float, float] = {}
-    for lam in PENALTY_GRID:
-        total = 0.0
-        for k in range(CV_FOLDS):
-            tr, te = fold_of != k, fold_of == k
-            w = _fit_logistic(Z[tr], y[tr], penalised, lam * tr.mean(), offset[tr])
-            total += _log_loss(Z[te], y[te], w, offset[te]) * te.sum()
-        losses[lam] = total / len(y)
-    best = min(losses.values())
-    return max(lam for lam, loss in losses.items() if loss <= best + 1e-12), losses
 
 
 # -- the ranker ---------------------------------------------------------------------------------------------------
@@ -374,16 +222,16 @@ class OutcomeAwareRanker(Ranker):
         Z = self._pooled_design(z[r_all], kind[r_all], routes[r_all], s_all)
         target = (lab[r_all] >= np.where(s_all == 0, 2, 3)).astype(np.float64)
         penalised = np.r_[np.zeros(2 + 2 * len(KINDS)), np.ones(len(ROUTES))]
-        lam, cv = _choose_penalty(Z, target, penalised, omega[r_all], groups[r_all], self.seed)
-        w = _fit_logistic(Z, target, penalised, lam, omega[r_all])
+        lam, cv = choose_penalty(Z, target, penalised, omega[r_all], groups[r_all], self.seed)
+        w = fit_logistic(Z, target, penalised, lam, omega[r_all])
         n_k = len(KINDS)
         # employed | completed, base rates per kind and route (route coefficients shrunk toward the kind's)
         r3 = np.flatnonzero(lab >= 3)
         Z3 = np.column_stack([z[r3], np.eye(n_k)[kind[r3]], routes[r3]])
         target3 = (lab[r3] >= 4).astype(np.float64)
         penalised3 = np.r_[np.zeros(1 + n_k), np.ones(len(ROUTES))]
-        lam3, cv3 = _choose_penalty(Z3, target3, penalised3, omega[r3], groups[r3], self.seed + 1)
-        w3 = _fit_logistic(Z3, target3, penalised3, lam3, omega[r3])
+        lam3, cv3 = choose_penalty(Z3, target3, penalised3, omega[r3], groups[r3], self.seed + 1)
+        w3 = fit_logistic(Z3, target3, penalised3, lam3, omega[r3])
         overall = float(z[r3].mean()) if r3.size else 0.0
         z_ref = [float(z[r3][kind[r3] == k].mean()) if np.any(kind[r3] == k) else overall for k in range(n_k)]
         self.stages_ = {

@@ -10,10 +10,11 @@ import pytest
 from features.eligibility import REASONS, EligibilityEvaluator
 from features.pairs import PairFeaturizer
 from features.records import ClientProfile, Opportunity
+from models.completion import apply_completion, completion_gains
 from models.explain import RemedyIndex, explain, gaps
 from models.messages import exclusion_text
 from models.package import PolkuModel, build_fallback_model
-from models.paths import PathPlanner, apply_completion, completion_gains
+from models.paths import PathPlanner
 from tests.factories import REFERENCE_DATE, make_client, make_opportunity, make_training, occupation_skills
 
 World = tuple[ClientProfile, dict[str, Opportunity]]

@@ -10,8 +10,9 @@ import pytest
 from features.pairs import FEATURE_NAMES
 from features.records import ROUTES
 from models.explain import outcome_reasons
-from models.outcome import OutcomeAwareRanker, fit_slate_logit
+from models.outcome import OutcomeAwareRanker
 from models.rankers import Ranker
+from models.slates import fit_slate_logit
 from training.item_effects import leave_one_out, prior_strength, shrunk_log_ratio
 
 NAMES = list(FEATURE_NAMES)

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from models.outcome import OutcomeAwareRanker, fit_slate_logit
+from models.outcome import OutcomeAwareRanker
+from models.slates import fit_slate_logit
 from training import item_effects as ie
 from training.config import TrainConfig
 from training.datasets import PairTable, TrainingData
