@@ -18,7 +18,7 @@
    a request started after the reload that the old model answered. The p99 target (``--p99-target-ms``, 150)
    is reported as met or missed; on a shared machine it is a measurement, not a gate.
 
-The suite runs a 10-second version (``tests/test_load.py``) through :func:`run_load`.
+The suite runs a 10-second version (``tests/service/test_load.py``) through :func:`run_load`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Labels come only from what the history recorded (noisy and biased by the policy 
 employed within 6 months (4) > completed (3) > started (2) > accepted (1) > shown and not accepted (0).
 Only the log columns of :data:`LOG_COLUMNS` are read: the world's truth (and the history's noisy
 ``outcome_score``, which no real log could hold) is never read here; it is used only by
-:mod:`training.evaluate` and the oracle. ``tests/test_no_truth.py`` checks this.
+:mod:`training.evaluate` and the oracle. ``tests/training/test_no_truth.py`` checks this.
 """
 
 from __future__ import annotations

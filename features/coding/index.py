@@ -48,7 +48,7 @@ class QueryVectoriser:
 
     The vectoriser is fitted by scikit-learn; this reuses its vocabulary, idf weights and analyser and applies the
     same steps (counts, ``1 + log`` tf, idf, L2 norm). scikit-learn's checks cost about 1 ms per call, more than
-    the product itself (``tests/test_coding.py`` checks both give the same vector).
+    the product itself (``tests/features/test_coding.py`` checks both give the same vector).
     """
 
     def __init__(self, fitted: TfidfVectorizer) -> None:

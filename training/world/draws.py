@@ -4,7 +4,7 @@
 turns Python sequences into arrays every time). The world builders draw a few dozen scalars per client, so at
 100k clients that overhead dominates. These helpers consume exactly the same bits in the same order as
 numpy 2's ``choice`` (see ``numpy/random/_generator.pyx``), so a world stays identical for a given seed;
-``tests/test_world.py`` checks the equivalence.
+``tests/training/test_world.py`` checks the equivalence.
 """
 
 from __future__ import annotations

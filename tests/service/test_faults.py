@@ -45,7 +45,7 @@ from tests.service_fixtures import (
 )
 
 REF = "2025-09-01"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _closed_port() -> int:

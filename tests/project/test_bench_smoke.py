@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 SECTIONS = ("suggestions", "service", "model_time", "candidates", "training", "quality", "coding")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TRAINING_MODULES = (
     "training/datasets.py",
     "training/outcome_training.py",

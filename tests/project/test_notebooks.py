@@ -18,7 +18,7 @@ from typing import Any
 import nbformat
 import pytest
 
-NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = ("01_world.ipynb", "02_model_report.ipynb")
 pytestmark = pytest.mark.xdist_group("notebooks")
 

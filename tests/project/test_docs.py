@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from service.settings import Settings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
 CODE_DIRS = ("features", "models", "training", "service", "notebooks", "benchmarks", "scripts")
 CODE_FILES = ("polku.py", "Makefile", "Dockerfile", "tests/conftest.py")

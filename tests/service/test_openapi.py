@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from service.app import openapi_document, openapi_json
 from tests.service_fixtures import ApiEnv
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PUBLISHED = REPO / "docs" / "openapi.json"
 REF = date(2025, 9, 1)
 PACKAGE = "polku_api_client"
