@@ -26,7 +26,7 @@ lint: setup
 	$(RUN) hadolint Dockerfile
 
 test: setup lint  ## the whole suite (SQLite and PostgreSQL)
-	$(RUN) pytest -n 2 --dist loadgroup -q
+	$(RUN) pytest -n 2 --dist loadgroup -q --cov --cov-report= --cov-fail-under=94
 
 bench: setup
 	$(RUN) python -m benchmarks.run
