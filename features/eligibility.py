@@ -309,16 +309,23 @@ class EligibilityEvaluator:
         def apply(reason: str, failed: npt.NDArray[np.bool_]) -> None:
             codes[(codes == 0) & failed] = REASON_INDEX[reason]
 
+        # A rule whose client side holds for every client cannot fail: it is skipped (the first failing rule
+        # still decides the code, so skipping changes nothing but the time).
         centre = table.centre[cr]
         apply("other_centre", centre[col] != self._centre[it])
-        apply("centre_min_age", np.broadcast_to(table.below_centre_age[cr][col], codes.shape))
+        if table.below_centre_age[cr].any():
+            apply("centre_min_age", np.broadcast_to(table.below_centre_age[cr][col], codes.shape))
         age = table.age[cr][col]
         apply("item_age", (age < self._min_age[it]) | (age > self._max_age[it]))
         allowed = np.where(table.is_te[cr][col], self._allows_te[it], self._allows_mun[it])
         apply("client_type", ~(allowed & table.type_allowed[cr][col]))
-        apply("work_permit", ~table.work_permit[cr][col] & self._needs_permit[it])
-        apply("integration_period", ~table.in_integration[cr][col] & self._integration_only[it])
-        apply("centre_language_gate", self._group_route[centre][:, it] & table.below_group_finnish[cr][col])
+        if not table.work_permit[cr].all():
+            apply("work_permit", ~table.work_permit[cr][col] & self._needs_permit[it])
+        if not table.in_integration[cr].all():
+            apply("integration_period", ~table.in_integration[cr][col] & self._integration_only[it])
+        below = table.below_group_finnish[cr]
+        if below.any():
+            apply("centre_language_gate", self._group_route[centre][:, it] & below[col])
         # Any one of the required languages suffices when several are listed (fi or sv or en working language):
         # language j passes when required and the shortfall (after the S2 offset) is at most the soft steps.
         lang = table.lang[cr]
@@ -328,7 +335,8 @@ class EligibilityEvaluator:
         apply("language_gate", ~lang_ok)
         apply("literacy_gate", self._min_lit[it].astype(np.int16) - table.literacy[cr].astype(np.int16)[col] > 1)
         apply("education_prerequisite", self._min_isced[it] > table.isced[cr][col])
-        apply("recognition_missing", ~table.recognised[cr][col] & self._needs_recognition[it])
+        if not table.recognised[cr].all():
+            apply("recognition_missing", ~table.recognised[cr][col] & self._needs_recognition[it])
         apply("no_seats", np.broadcast_to(self._seats_left[it] <= 0, codes.shape))
         day = np.asarray(on.toordinal() if isinstance(on, date) else on, dtype=np.int64)
         last = self._last_intake[it]

@@ -137,9 +137,15 @@ class RemedyIndex:
 
 
 @lru_cache(maxsize=16)
-def _families_of(feature_names: tuple[str, ...]) -> tuple[str, ...]:
-    """The feature family of every column ("" when a column belongs to none), computed once per model."""
-    return tuple(feature_family(name) for name in feature_names)
+def _family_index(feature_names: tuple[str, ...]) -> tuple[tuple[str, ...], npt.NDArray[np.float64]]:
+    """The reason families of a model's columns and a (columns x families) 0/1 matrix, computed once per model."""
+    of = [feature_family(name) for name in feature_names]
+    families = tuple(dict.fromkeys(f for f in of if f))
+    matrix = np.zeros((len(feature_names), len(families)), dtype=np.float64)
+    for j, family in enumerate(of):
+        if family:
+            matrix[j, families.index(family)] = 1.0
+    return families, matrix
 
 
 def _family_contributions(
@@ -147,15 +153,13 @@ def _family_contributions(
 ) -> dict[str, tuple[float, list[str]]]:
     names = tuple(feature_names)
     row = np.asarray(contributions_row, dtype=np.float64).reshape(-1)[: len(names)]
-    families: dict[str, tuple[float, list[str]]] = {}
-    for j in np.flatnonzero(row):
-        family = _families_of(names)[j]
-        if not family:
-            continue
-        value = float(row[j])
-        total, kept = families.get(family, (0.0, []))
-        families[family] = (total + value, [*kept, names[j]] if value > 0 else kept)
-    return families
+    families, matrix = _family_index(names)
+    totals = row @ matrix
+    out: dict[str, tuple[float, list[str]]] = {}
+    for f in np.flatnonzero(totals):
+        members = np.flatnonzero(matrix[:, f] * (row > 0))
+        out[families[int(f)]] = (float(totals[f]), [names[j] for j in members])
+    return out
 
 
 def _reason_values(family: str, client: ClientProfile, item: Opportunity, lang: str, tax: Taxonomy) -> dict[str, Any]:

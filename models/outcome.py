@@ -379,13 +379,26 @@ class OutcomeAwareRanker(Ranker):
 
     def contributions(self, X: Matrix) -> Scores:
         """Contributions to the utility index, scaled by the score's local slope in it; rows sum to the score."""
+        return self.explanation(X, self.score(X))[0]
+
+    def explanation(self, X: Matrix, scores: npt.ArrayLike | None = None) -> tuple[Scores, dict[str, Scores] | None]:
+        """Contributions and outcomes of rows with one call into the trees (TreeSHAP gives the score too).
+
+        Args:
+            X: rows (e.g. the top items of a request).
+            scores: their scores from :meth:`score`, when known: the contributions then sum to them exactly.
+
+        Returns:
+            ``(contributions, outcomes)`` as :meth:`contributions` and :meth:`outcomes` return them.
+        """
         arr = _as_matrix(X, self.n_features)
         n, m = arr.shape[0], self.n_features
         if n == 0:
-            return np.empty((0, m + 1), dtype=np.float64)
+            return np.empty((0, m + 1), dtype=np.float64), {k: np.zeros(0) for k in OUTCOME_KEYS}
         assert self.acceptance_ is not None
         cal = self._calibration()
         phi = self.acceptance_.contributions(arr[:, self.acceptance_columns_])
+        z = cal.scale * phi.sum(axis=1) + arr[:, self._accept_effect_col]  # SHAP rows sum to the raw score
         contrib = np.zeros((n, m + 1), dtype=np.float64)
         contrib[:, self.acceptance_columns_] = cal.scale * phi[:, :-1]
         slope = self._mean_slope()
@@ -393,14 +406,16 @@ class OutcomeAwareRanker(Ranker):
         contrib[:, self._outcome_effect_col] = arr[:, self._outcome_effect_col] / slope
         routes = self._routes(arr)
         contrib[:, self._route_cols] += routes * (np.asarray(self.stages_["route_offset"]) / slope)
-        z = self.acceptance_utility(arr)
         h = 1e-3
-        score = self._combine(z, arr)["score"]
+        out = self._combine(z, arr)
         gain = (self._combine(z + h, arr)["score"] - self._combine(z - h, arr)["score"]) / (2 * h)
         gain = np.maximum(gain, 0.0)
         contrib[:, :m] *= gain[:, None]
-        contrib[:, m] = score - contrib[:, :m].sum(axis=1)
-        return contrib
+        total = out["score"] if scores is None else np.asarray(scores, dtype=np.float64)
+        contrib[:, m] = total - contrib[:, :m].sum(axis=1)
+        history = np.expm1(arr[:, self._history_col]) if self._history_col >= 0 else np.full(n, np.nan)
+        outcomes = {**{k: out[k] for k in OUTCOME_KEYS if k in out}, "item_history": np.asarray(history, np.float64)}
+        return contrib, outcomes
 
     def feature_importance(self, importance_type: str = "gain") -> dict[str, float]:
         """Importance per feature of the acceptance model (item-history columns, which it does not use, get 0)."""

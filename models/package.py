@@ -208,9 +208,14 @@ class PolkuModel:
         """Ranker scores of prepared rows (from :meth:`features`; rows of many requests may be stacked)."""
         return self.ranker.score(np.asarray(X, dtype=np.float32))
 
-    def explain_rows(self, X: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        """Per-feature contributions of prepared rows, ``(n, n_features + 1)`` (last column the bias)."""
-        return self.ranker.contributions(np.asarray(X, dtype=np.float32))
+    def explain_rows(
+        self, X: npt.ArrayLike, scores: npt.ArrayLike | None = None
+    ) -> tuple[npt.NDArray[np.float64], dict[str, npt.NDArray[np.float64]] | None]:
+        """Per-feature contributions and outcome estimates of prepared rows, with one call into the trees.
+
+        Contributions are ``(n, n_features + 1)`` (last column the bias); rows sum to ``scores`` when given.
+        """
+        return self.ranker.explanation(np.asarray(X, dtype=np.float32), scores)
 
     def outcome_rows(self, X: npt.ArrayLike) -> dict[str, npt.NDArray[np.float64]] | None:
         """Outcome estimates of prepared rows (``p_accept``, ``expected_outcome``, ...), None for the baselines."""
@@ -329,13 +334,14 @@ class PolkuModel:
         X = self.features(enc, enc_items, idx, reference_date)
         scores = self.score_rows(X)
         top = np.argsort(-scores, kind="stable")[:k]
+        contributions, outcomes = self.explain_rows(X[top], scores[top])
         return RankResult(
             indices=idx[top],
             scores=scores[top],
-            contributions=self.explain_rows(X[top]),
+            contributions=contributions,
             n_scored=int(idx.size),
             feature_names=self.feature_names,
-            outcomes=self.outcome_rows(X[top]),
+            outcomes=outcomes,
         )
 
     def rank_groups(
@@ -377,8 +383,7 @@ class PolkuModel:
             for g in range(len(kept))
         ]
         rows = np.concatenate(tops) if tops else np.zeros(0, dtype=np.int64)
-        contrib = self.explain_rows(X[rows]) if rows.size else np.zeros((0, n_feat + 1), dtype=np.float64)
-        outcomes = self.outcome_rows(X[rows])
+        contrib, outcomes = self.explain_rows(X[rows], scores[rows])
         out: list[RankResult] = []
         start = 0
         for g, top in enumerate(tops):

@@ -88,6 +88,11 @@ class Ranker(ABC):
     def contributions(self, X: Matrix) -> Scores:
         """Per-feature contributions, shape ``(n, n_features + 1)``; the last column is the bias; rows sum to score."""
 
+    def explanation(self, X: Matrix, scores: npt.ArrayLike | None = None) -> tuple[Scores, dict[str, Scores] | None]:
+        """:meth:`contributions` and :meth:`outcomes` of the same rows (rankers may share work between them)."""
+        del scores
+        return self.contributions(X), self.outcomes(X)
+
     def outcomes(self, X: Matrix) -> dict[str, Scores] | None:
         """Per-row outcome estimates (``p_accept``, ``expected_outcome``, ...), or None when the ranker has none."""
         del X

@@ -163,13 +163,18 @@ class EncodedItems:
 class EncodedClients:
     """Clients in array form (build with :func:`encode_clients`; rows follow the input order).
 
-    One client is a batch of one: every feature family and the first stage read this one form.
+    One client is a batch of one: every feature family and the first stage read this one form. Skills are kept
+    as raw CSR parts (row pointers, skill positions, weights); the scipy matrices many-client products need are
+    built on first use.
     """
 
     client_ids: tuple[str, ...]
-    weighted: sp.csr_matrix  # (n, n_skills) skill level / 4
-    present: sp.csr_matrix  # (n, n_skills) 1 where the client has the skill
-    goal_missing: sp.csr_matrix  # (n, n_skills) 1 for missing essential skills of goal occupations
+    n_skills: int
+    skill_indptr: IntArray  # (n + 1,) row pointers into skill_idx / skill_weight
+    skill_idx: IntArray  # skill positions, ascending within a client
+    skill_weight: FloatArray  # skill level / 4
+    goal_indptr: IntArray  # (n + 1,) row pointers into goal_idx
+    goal_idx: IntArray  # essential skills of goal occupations the client lacks, ascending within a client
     goal_missing_n: FloatArray
     prior: tuple[tuple[IntArray, FloatArray], ...]  # per depth: sorted row * KEY_SPACE + prefix, experience weight
     goal: tuple[IntArray, ...]  # per depth: sorted row * KEY_SPACE + prefix
@@ -188,6 +193,29 @@ class EncodedClients:
 
     def __len__(self) -> int:
         return len(self.client_ids)
+
+    def skill_row(self, part: str, row: int) -> FloatArray:
+        """One client's skills as a dense vector: ``weighted`` (level / 4), ``present`` (1) or ``goal`` (1)."""
+        dense = np.zeros(self.n_skills, dtype=np.float32)
+        if part == "goal":
+            dense[self.goal_idx[self.goal_indptr[row] : self.goal_indptr[row + 1]]] = 1.0
+            return dense
+        lo, hi = self.skill_indptr[row], self.skill_indptr[row + 1]
+        dense[self.skill_idx[lo:hi]] = self.skill_weight[lo:hi] if part == "weighted" else 1.0
+        return dense
+
+    def skill_matrix(self, part: str) -> sp.csr_matrix:
+        """All clients' skills as a sparse ``(n, n_skills)`` matrix (built once per part)."""
+        cache: dict[str, sp.csr_matrix] = self.__dict__.setdefault("_matrices", {})
+        if part not in cache:
+            if part == "goal":
+                data = np.ones(self.goal_idx.size, dtype=np.float32)
+                parts = (data, self.goal_idx, self.goal_indptr)
+            else:
+                weights = self.skill_weight if part == "weighted" else np.ones(self.skill_idx.size, np.float32)
+                parts = (weights, self.skill_idx, self.skill_indptr)
+            cache[part] = sp.csr_matrix(parts, shape=(len(self), self.n_skills))
+        return cache[part]
 
 
 def _isco_prefixes(code: str | None) -> list[int]:
@@ -374,12 +402,11 @@ def _encode_one(tax: Taxonomy, client: ClientProfile) -> _Client:
     )
 
 
-def _stack_sparse(rows: Sequence[tuple[IntArray, FloatArray]], n_cols: int) -> sp.csr_matrix:
-    lengths = np.array([r[0].size for r in rows], dtype=np.int64)
-    indptr = np.r_[0, np.cumsum(lengths)]
-    indices = np.concatenate([r[0] for r in rows]) if rows else np.zeros(0, np.int64)
-    data = np.concatenate([r[1] for r in rows]).astype(np.float32) if rows else np.zeros(0, np.float32)
-    return sp.csr_matrix((data, indices, indptr), shape=(len(rows), n_cols))
+def _stack_rows(rows: Sequence[IntArray]) -> tuple[IntArray, IntArray]:
+    """Row pointers and concatenated entries of per-client index arrays."""
+    indptr = np.r_[0, np.cumsum([r.size for r in rows])].astype(np.int64)
+    values = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, np.int64)
+    return indptr, values
 
 
 def _stack_keys(per_client: Sequence[IntArray]) -> IntArray:
@@ -401,15 +428,17 @@ def _stack(parts: Sequence[_Client], n_skills: int) -> EncodedClients:
     goal = tuple(_stack_keys([c.goal_keys[pos] for c in parts]) for pos in range(len(ISCO_DEPTHS)))
     munis = tuple(sorted({c.municipality for c in parts}))
     mun_pos = {m: i for i, m in enumerate(munis)}
-    goal_missing = _stack_sparse(
-        [(c.goal_missing_idx, np.ones(c.goal_missing_idx.size, np.float32)) for c in parts], n_skills
-    )
+    skill_indptr, skill_idx = _stack_rows([c.skill_idx for c in parts])
+    goal_indptr, goal_idx = _stack_rows([c.goal_missing_idx for c in parts])
     return EncodedClients(
         client_ids=tuple(c.client_id for c in parts),
-        weighted=_stack_sparse([(c.skill_idx, c.skill_weight) for c in parts], n_skills),
-        present=_stack_sparse([(c.skill_idx, np.ones(c.skill_idx.size, np.float32)) for c in parts], n_skills),
-        goal_missing=goal_missing,
-        goal_missing_n=np.diff(goal_missing.indptr).astype(np.float32),
+        n_skills=n_skills,
+        skill_indptr=skill_indptr,
+        skill_idx=skill_idx,
+        skill_weight=(np.concatenate([c.skill_weight for c in parts]) if n else np.zeros(0)).astype(np.float32),
+        goal_indptr=goal_indptr,
+        goal_idx=goal_idx,
+        goal_missing_n=np.diff(goal_indptr).astype(np.float32),
         prior=prior,
         goal=goal,
         lang=np.array([c.lang for c in parts], dtype=np.int64).reshape(n, len(LANGS)),

@@ -27,11 +27,11 @@ class _Block:
     """Writes ``(n, m)`` (or broadcastable) values into the feature columns of an ``(n * m, F)`` matrix."""
 
     def __init__(self, n: int, m: int) -> None:
-        self.shape = (n, m)
         self.out = np.zeros((n * m, len(FEATURE_NAMES)), dtype=np.float32)
+        self._view = self.out.reshape(n, m, len(FEATURE_NAMES))  # client-major rows, assignment broadcasts
 
     def __setitem__(self, name: str, value: Any) -> None:
-        self.out[:, COL[name]] = np.broadcast_to(np.asarray(value), self.shape).reshape(-1)
+        self._view[:, :, COL[name]] = value
 
 
 def safe_div(num: Any, den: Any) -> FloatArray:
@@ -56,6 +56,19 @@ def overlap(clients: sp.csr_matrix, items: sp.csr_matrix) -> FloatArray:
         dense[items.indices] = items.data
         return np.asarray(clients @ dense, dtype=np.float32).reshape(n, 1)
     return np.asarray((clients @ items.T).toarray(), dtype=np.float32)
+
+
+def client_overlap(cb: EncodedClients, part: str, rows: IntArray, items: sp.csr_matrix) -> FloatArray:
+    """``(n, m)`` overlaps of clients ``rows`` (skills ``weighted``/``present``, or ``goal`` gaps) with item rows.
+
+    One client takes its dense skill vector straight from the raw parts (no sparse matrix is built per request).
+    """
+    if rows.size == 1:
+        dense = cb.skill_row(part, int(rows[0]))
+        return np.asarray(items @ dense, dtype=np.float32).reshape(1, items.shape[0])
+    matrix = cb.skill_matrix(part)
+    whole = rows.size == len(cb) and bool(np.all(rows == np.arange(len(cb))))
+    return overlap(matrix if whole else matrix[rows], items)
 
 
 def prefix_match(stacked: IntArray, weights: FloatArray | None, rows: IntArray, codes: IntArray) -> FloatArray:
@@ -109,19 +122,18 @@ def distances(tax: Taxonomy, cb: EncodedClients, rows: IntArray, it: EncodedItem
 
 
 def _skills(b: _Block, cb: EncodedClients, rows: IntArray, it: EncodedItems, idx: IntArray) -> None:
-    weighted, present = cb.weighted[rows], cb.present[rows]
     ess, opt = it.essential[idx], it.optional[idx]
     ess_n = np.diff(ess.indptr).astype(np.float32)[None, :]
     opt_n = np.diff(opt.indptr).astype(np.float32)[None, :]
-    ess_have = overlap(present, ess)
-    b["ess_cov"] = safe_div(overlap(weighted, ess), ess_n)
+    ess_have = client_overlap(cb, "present", rows, ess)
+    b["ess_cov"] = safe_div(client_overlap(cb, "weighted", rows, ess), ess_n)
     b["ess_cov_any"] = safe_div(ess_have, ess_n)
     b["ess_missing"] = ess_n - ess_have
     b["ess_n"] = ess_n
-    b["opt_cov"] = safe_div(overlap(weighted, opt), opt_n)
-    b["opt_cov_any"] = safe_div(overlap(present, opt), opt_n)
+    b["opt_cov"] = safe_div(client_overlap(cb, "weighted", rows, opt), opt_n)
+    b["opt_cov_any"] = safe_div(client_overlap(cb, "present", rows, opt), opt_n)
     b["opt_n"] = opt_n
-    gain = overlap(cb.goal_missing[rows], it.gained[idx])
+    gain = client_overlap(cb, "goal", rows, it.gained[idx])
     b["goal_skill_gain"] = safe_div(gain, np.maximum(cb.goal_missing_n[rows], 1.0)[:, None])
 
 

@@ -10,19 +10,19 @@ from __future__ import annotations
 import numpy as np
 
 from features.pairs.encoding import EncodedClients, EncodedItems, FloatArray, IntArray
-from features.pairs.families import best_language_gap, language_gaps, overlap, prefix_match, safe_div
+from features.pairs.families import best_language_gap, client_overlap, language_gaps, prefix_match, safe_div
 
 _DEPTH_2 = 1  # position of ISCO depth 2 in the prefix tables
 
 
 def first_stage_scores(cb: EncodedClients, rows: IntArray, it: EncodedItems, idx: IntArray) -> FloatArray:
     """``(len(rows), len(idx))`` first-stage scores (higher = more promising)."""
-    weighted = cb.weighted[rows]
     ess, opt = it.essential[idx], it.optional[idx]
     ess_n = np.diff(ess.indptr).astype(np.float32)[None, :]
     opt_n = np.diff(opt.indptr).astype(np.float32)[None, :]
-    score = 2.0 * safe_div(overlap(weighted, ess), ess_n) + safe_div(overlap(weighted, opt), opt_n)
-    gain = overlap(cb.goal_missing[rows], it.gained[idx])
+    weighted = client_overlap(cb, "weighted", rows, ess)
+    score = 2.0 * safe_div(weighted, ess_n) + safe_div(client_overlap(cb, "weighted", rows, opt), opt_n)
+    gain = client_overlap(cb, "goal", rows, it.gained[idx])
     score += safe_div(gain, np.maximum(cb.goal_missing_n[rows], 1.0)[:, None])
     codes = it.isco[idx, _DEPTH_2]
     score += prefix_match(cb.goal[_DEPTH_2], None, rows, codes)
