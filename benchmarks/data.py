@@ -40,8 +40,11 @@ class Sizes:
     http_requests: int = 600
     http_seconds: float = 15.0
     concurrency: tuple[int, ...] = (1, 8)
-    model_candidates: int = 1_000
     model_repeats: int = 300
+    model_rows: tuple[int, ...] = (1, 300, 900)
+    """Rows per model-time measurement (one client's candidates after the first stage: up to 3 kinds x 300)."""
+    reference_trees: int = 300
+    """Trees of the fixed-size reference ranker in the model-time section (0 = skip it)."""
     candidate_stores: tuple[int, ...] = (10_000, 100_000)
     candidate_requests: int = 50
     candidate_seconds: float = 30.0
@@ -66,8 +69,9 @@ class Sizes:
             http_requests=30,
             http_seconds=5.0,
             concurrency=(1, 4),
-            model_candidates=200,
             model_repeats=20,
+            model_rows=(1, 200),
+            reference_trees=0,
             candidate_stores=(200,),
             candidate_requests=5,
             candidate_seconds=5.0,
@@ -168,15 +172,32 @@ def train_bench_model(world: World) -> tuple[PolkuModel, dict[str, Any]]:
         model = _fallback_model(world)
         source = f"fallback ranker on truth labels ({type(exc).__name__})"
     model.metadata.update({"version": "bench", "registry_version": "bench", "alias": "champion"})
+    trained = time.perf_counter()
+    engine, compile_error = _compile(model)
     info = {
         "source": source,
         "ranker": model.metadata["ranker"],
         "trees": model.tree_count(),
         "first_stage_k": model.first_stage_k,
-        "seconds": round(time.perf_counter() - start, 2),
+        "seconds": round(trained - start, 2),
+        "tree_engine": None if engine is None else engine.name,
+        "tree_engine_detail": compile_error or (None if engine is None else engine.detail),
+        "compile_seconds": round(time.perf_counter() - trained, 2),
     }
     _ = PolkuModel  # imported for typing at run time
     return model, info
+
+
+def _compile(model: PolkuModel) -> tuple[Any, str | None]:
+    """Compile the model's trees as registration does (the served model ships them); the error if it cannot."""
+    from models.compiled import CompileError
+    from models.package import compile_trees
+
+    try:
+        return compile_trees(model), None
+    except CompileError as exc:
+        logger.warning("benchmark model served without compiled trees: %s", exc)
+        return model.trees, str(exc)
 
 
 def _fallback_model(world: World, rounds: int = 150, n_clients: int = 800) -> PolkuModel:

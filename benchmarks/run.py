@@ -28,7 +28,7 @@ DEFAULT_OUT = Path("benchmarks/results/latest.json")
 SECTIONS: dict[str, tuple[str, Callable[[Section, Fixtures], None]]] = {
     "suggestions": ("POST /v1/suggestions: in process and over HTTP, 1k/10k/50k opportunities", suggestions.run),
     "service": ("service start-up to ready, RSS after start and after 10k requests", startup.run),
-    "model_time": ("model time per 1,000 candidates vs LightGBM predict(num_threads=1)", model_time.run),
+    "model_time": ("model time (compiled trees) vs LightGBM predict(num_threads=1) on the same rows", model_time.run),
     "candidates": ("POST /v1/opportunities/{id}/candidates with 10k and 100k stored clients", candidates.run),
     "training": ("training end to end at 100k and 1M pair rows: seconds and peak RSS", training_time.run),
     "quality": ("quality of the latest train run: NDCG@10 per ranker, ratios to oracle and points", quality.run),

@@ -31,7 +31,8 @@ from features.errors import PolkuError
 from features.pairs import EncodedClients, EncodedItems, PairFeaturizer
 from features.records import KINDS, ClientProfile, Opportunity
 from features.taxonomy import default_taxonomy
-from models.rankers import PointsRanker, Ranker, RankerError
+from models.compiled import CompileError, TreeEngine, compile_forest, should_compile
+from models.rankers import LightGBMRanker, PointsRanker, Ranker, RankerError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -180,6 +181,12 @@ class PolkuModel:
     def feature_names(self) -> tuple[str, ...]:
         """Feature column names."""
         return tuple(self.metadata["feature_names"])
+
+    @property
+    def trees(self) -> TreeEngine | None:
+        """Which code computes the ranker's trees (compiled library or LightGBM's booster); None without trees."""
+        forest = _forest_ranker(self.ranker)
+        return None if forest is None else forest.tree_engine
 
     def encode_items(self, opportunities: Sequence[Opportunity]) -> EncodedItems:
         """Encode a catalogue once (cached by the featurizer)."""
@@ -462,6 +469,32 @@ class PolkuModel:
         return {"score": out, **extra}
 
 
+def _forest_ranker(ranker: Ranker) -> LightGBMRanker | None:
+    """The LightGBM ranker whose trees score: the ranker itself, or the outcome-aware ranker's acceptance model."""
+    inner = getattr(ranker, "acceptance_", None)
+    candidate = ranker if inner is None else inner
+    return candidate if isinstance(candidate, LightGBMRanker) else None
+
+
+def compile_trees(model: PolkuModel) -> TreeEngine | None:
+    """Compile the model's trees for this platform (``models.compiled``); the model scores with them from now on.
+
+    Takes seconds. Scores stay equal to the booster's within ``models.compiled.TOLERANCE``, and
+    :func:`save_local` and :func:`log_polku_model` ship the library with the model.
+
+    Returns:
+        The new tree engine, or None when the model has no LightGBM trees (nothing to compile).
+
+    Raises:
+        models.compiled.CompileError: lleaves or a C compiler is missing, or the compiled trees differ.
+    """
+    forest = _forest_ranker(model.ranker)
+    if forest is None:
+        return None
+    forest.compiled_ = compile_forest(forest.model_text(), forest.n_features, forest.predict_booster)
+    return forest.tree_engine
+
+
 # -- bundle on disk -------------------------------------------------------------------------------------------
 
 
@@ -722,22 +755,34 @@ def log_polku_model(
     name: str = "model",
     registered_model_name: str | None = REGISTERED_MODEL_NAME,
     input_example: pd.DataFrame | None = None,
+    compiled_trees: bool | None = None,
 ) -> Any:
     """Log the model as an MLflow pyfunc (models from code; bundle files as artifacts) and register it.
 
-    Call inside an active run (``mlflow.start_run``) to attach the model to the run.
+    Call inside an active run (``mlflow.start_run``) to attach the model to the run. The LightGBM trees are
+    compiled for this platform first (:func:`compile_trees`) and the library ships in the ``ranker`` artifact;
+    when they cannot be compiled here, a warning is logged and the model is logged without them.
 
     Args:
         model: the model to log.
         name: the logged model's name within the run.
         registered_model_name: registry name (``None`` = do not register).
         input_example: a frame from :func:`make_input_example`.
+        compiled_trees: compile the trees (default: the ``POLKU_COMPILE_TREES`` environment switch, on unless
+            ``0``/``false``/``off``).
 
     Returns:
         MLflow's ``ModelInfo`` (``model_uri``, ``registered_model_version``, ...).
     """
     import mlflow.pyfunc
 
+    engine = model.trees
+    wanted = should_compile() if compiled_trees is None else compiled_trees
+    if wanted and engine is not None and not engine.compiled:
+        try:
+            compile_trees(model)
+        except CompileError as exc:
+            logger.warning("logging the model without compiled trees: %s", exc)
     with tempfile.TemporaryDirectory(prefix="polku-model-") as tmp:
         root = Path(tmp)
         bundle = _write_bundle(model, root / "bundle")

@@ -19,6 +19,8 @@ from typing import Any, ClassVar, Final
 import numpy as np
 import numpy.typing as npt
 
+from models.compiled import COMPILED_DIR, NOT_COMPILED, CompiledTrees, TreeEngine, load_forest
+
 logger = logging.getLogger(__name__)
 
 Matrix = npt.NDArray[np.floating[Any]]
@@ -193,6 +195,7 @@ class LightGBMRanker(Ranker):
         self.early_stopping_rounds = early_stopping_rounds
         self.booster_: Any = None
         self.best_iteration_: int | None = None
+        self.compiled_: CompiledTrees | None = None
 
     def _merged_params(self) -> dict[str, Any]:
         return {**DEFAULT_LGB_PARAMS, **self.params}
@@ -250,6 +253,7 @@ class LightGBMRanker(Ranker):
         best = getattr(self.booster_, "best_iteration", 0)
         self.best_iteration_ = int(best) if best and best > 0 else None
         self.feature_names_ = names
+        self.compiled_ = None  # compiled from the previous booster, if any
         return self
 
     def _booster(self) -> Any:
@@ -258,12 +262,23 @@ class LightGBMRanker(Ranker):
         return self.booster_
 
     def score(self, X: Matrix) -> Scores:
-        """Raw lambdarank scores, predicted single-threaded (one request's candidates in one batch)."""
-        booster = self._booster()
+        """Raw lambdarank scores: by the compiled trees when usable here, else by the booster single-threaded."""
         arr = _as_matrix(X, self.n_features)
         if arr.shape[0] == 0:
             return np.empty(0, dtype=np.float64)
-        return np.asarray(booster.predict(arr, num_iteration=self.best_iteration_, num_threads=1), dtype=np.float64)
+        if self.compiled_ is not None and self.compiled_.usable:
+            return self.compiled_.predict(arr)
+        return self.predict_booster(arr)
+
+    @property
+    def tree_engine(self) -> TreeEngine:
+        """Which code computes the trees (compiled library or booster), and why."""
+        return NOT_COMPILED if self.compiled_ is None else self.compiled_.engine
+
+    def predict_booster(self, X: Matrix) -> Scores:
+        """LightGBM's own single-threaded prediction (the reference the compiled trees must equal)."""
+        out = self._booster().predict(X, num_iteration=self.best_iteration_, num_threads=1)
+        return np.asarray(out, dtype=np.float64)
 
     def contributions(self, X: Matrix) -> Scores:
         """TreeSHAP contributions (``pred_contrib``); the last column is the expected value."""
@@ -291,9 +306,11 @@ class LightGBMRanker(Ranker):
         }
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``ranker.json`` and the booster text ``booster.txt``."""
+        """Write ``ranker.json``, the booster text ``booster.txt`` and the compiled trees (``compiled/``) if any."""
         path = super().save(directory)
         (path / BOOSTER_FILE).write_text(self.model_text(), encoding="utf-8")
+        if self.compiled_ is not None:
+            self.compiled_.save(path / COMPILED_DIR)
         return path
 
     @classmethod
@@ -313,6 +330,8 @@ class LightGBMRanker(Ranker):
         names = state.get("feature_names") or []
         if list(ranker.booster_.feature_name()) != list(names):
             raise RankerError(f"{directory / BOOSTER_FILE}: booster feature names differ from ranker.json")
+        # The booster text read back is what the library was compiled from (saved at the best iteration).
+        ranker.compiled_ = load_forest(directory / COMPILED_DIR, text, len(names), ranker.predict_booster)
         return ranker
 
 

@@ -99,7 +99,7 @@ def _start(app: FastAPI) -> None:
     # generations, a full collection no longer walks them (it otherwise adds 100+ ms to a random request).
     gc.collect()
     gc.freeze()
-    app.state.metrics.set_model(lm.name, lm.alias, lm.version, lm.source, lm.fallback)
+    app.state.metrics.set_model(lm.name, lm.alias, lm.version, lm.source, lm.fallback, lm.model.trees)
     logger.info(
         "service ready: model %s v%s (%s), %d catalogue items",
         lm.name,

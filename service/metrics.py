@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from models.compiled import TreeEngine
+
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -27,6 +29,17 @@ class ServiceMetrics:
         )
         self.model_fallback = Gauge(
             "polku_model_fallback", "1 when the points fallback is serving", registry=self.registry
+        )
+        self.trees_compiled = Gauge(
+            "polku_model_trees_compiled",
+            "1 when the model's compiled trees score, 0 when LightGBM's booster does (or the model has no trees)",
+            registry=self.registry,
+        )
+        self.trees_fallback = Gauge(
+            "polku_model_trees_fallback",
+            "1 when the model shipped compiled trees that cannot be used here (platform mismatch, missing or corrupt "
+            "library), so LightGBM's booster scores",
+            registry=self.registry,
         )
         self.suggestions = Counter(
             "polku_suggestions_served", "Suggestion responses served", ["kind"], registry=self.registry
@@ -52,12 +65,22 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
-    def set_model(self, name: str, alias: str | None, version: str | None, source: str, fallback: bool) -> None:
-        """Expose the model in service."""
+    def set_model(
+        self,
+        name: str,
+        alias: str | None,
+        version: str | None,
+        source: str,
+        fallback: bool,
+        trees: TreeEngine | None = None,
+    ) -> None:
+        """Expose the model in service (``trees``: which code computes its trees, see ``PolkuModel.trees``)."""
         self.model_version.clear()
         numeric = float(version) if version is not None and version.isdigit() else 0.0
         self.model_version.labels(name=name, alias=alias or "", source=source).set(numeric)
         self.model_fallback.set(1.0 if fallback else 0.0)
+        self.trees_compiled.set(1.0 if trees is not None and trees.compiled else 0.0)
+        self.trees_fallback.set(1.0 if trees is not None and trees.fallback else 0.0)
 
     def render(self) -> bytes:
         """The exposition text."""

@@ -15,6 +15,8 @@ os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SESSION_DIR / 'mlflow.db'}"
 os.environ.setdefault("POLKU_JWT_SECRET", "test-secret-that-is-long-enough-for-hs256-0123456789")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# Registration compiles the trees (seconds each); only tests/test_compiled.py does, once, with compiled_trees=True.
+os.environ.setdefault("POLKU_COMPILE_TREES", "0")
 
 settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

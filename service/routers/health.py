@@ -54,6 +54,9 @@ def readyz(holder: HolderDep, engine: EngineDep, verifier: VerifierDep) -> Any:
     notes: list[str] = []
     if snap.loaded.degraded:
         notes.append(f"serving from {snap.loaded.source}")
+    trees = snap.loaded.model.trees
+    if trees is not None and trees.fallback:
+        notes.append(f"compiled trees not used ({trees.detail}): LightGBM's booster scores")
     if idp is not None and idp.status != "ok":
         notes.append(f"identity provider keys {idp.status.replace('_', ' ')}: {idp.keys} cached keys in use")
     return ReadyResponse(

@@ -68,7 +68,7 @@ def reload_model(
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"reload refused: {exc.reason}") from exc
     metrics.reloads.labels(result="ok").inc()
     lm = snapshot.loaded
-    metrics.set_model(lm.name, lm.alias, lm.version, lm.source, lm.fallback)
+    metrics.set_model(lm.name, lm.alias, lm.version, lm.source, lm.fallback, lm.model.trees)
     info: ModelInfo = model_info(snapshot)
     repo.record_model_event(
         session,
