@@ -191,7 +191,7 @@ def train_bench_model(world: World) -> tuple[PolkuModel, dict[str, Any]]:
 def _compile(model: PolkuModel) -> tuple[Any, str | None]:
     """Compile the model's trees as registration does (the served model ships them); the error if it cannot."""
     from models.compiled import CompileError
-    from models.package import compile_trees
+    from models.packaging import compile_trees
 
     try:
         return compile_trees(model), None
@@ -342,7 +342,7 @@ class Fixtures:
         return self._dirs[key]
 
     def _prepare(self, n_opportunities: int, n_clients: int) -> DataDir:
-        from models.package import save_local
+        from models.packaging import save_local
         from service.storage import repositories as repo
         from service.storage.db import make_engine, make_session_factory, migrate
 

@@ -119,7 +119,7 @@ def _reference_ranker(section: Section, fx: Fixtures, X: np.ndarray, reps: int) 
     """The same comparison with a fixed-size plain LightGBM ranker (the served model is sized by early stopping)."""
     from benchmarks.data import _fallback_model
     from models.compiled import CompileError
-    from models.package import compile_trees
+    from models.packaging import compile_trees
 
     rounds = fx.sizes.reference_trees
     if rounds <= 0:

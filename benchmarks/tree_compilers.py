@@ -37,7 +37,7 @@ def _median_us(fn: Callable[[], Any], repeats: int) -> float:
 
 def _served_model(bundle: Path | None) -> Any:
     if bundle is not None:
-        from models.package import load_local
+        from models.packaging import load_local
 
         return load_local(bundle)
     from benchmarks.data import Fixtures, Sizes

@@ -52,7 +52,7 @@ SIGNATURE: Final = "void forest_root(const double *rows, double *out, int32 star
 TOLERANCE: Final = 1e-6
 """Largest accepted difference between compiled and booster scores on the probe rows."""
 COMPILE_ENV: Final = "POLKU_COMPILE_TREES"
-"""Environment switch read by ``models.package.log_polku_model``: ``0``/``false``/``off`` registers without."""
+"""Environment switch read by ``models.packaging.log_polku_model``: ``0``/``false``/``off`` registers without."""
 BASELINE_CPU: Final[dict[str, str]] = {"x86_64": "x86-64", "aarch64": "generic"}
 """LLVM CPU per machine: the architecture's baseline, so the code runs on every CPU of that machine type."""
 _MACHINE_ALIASES: Final = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}

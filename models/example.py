@@ -35,6 +35,6 @@ def fake_client() -> ClientProfile:
 
 def fake_input_example(opportunities: Sequence[Opportunity], n: int = 3) -> pd.DataFrame:
     """The pyfunc input example: :func:`fake_client` against the first ``n`` catalogue items (no personal data)."""
-    from models.package import make_input_example
+    from models.packaging import make_input_example
 
     return make_input_example([fake_client()], opportunities, n=n)

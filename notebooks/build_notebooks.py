@@ -377,7 +377,7 @@ reports.group_table(metrics, run_id, attribute="kind", metric=f"ndcg_{k}").round
         """\
 ## Feature importance
 
-From the registered model itself (`models.package.load_polku_model`): total gain and number of splits per
+From the registered model itself (`models.packaging.load_polku_model`): total gain and number of splits per
 feature. A single dominating feature (for example the historical acceptance rate) means the model mostly
 reproduces past counsellor choices, which would also repeat their biases.""",
     ),

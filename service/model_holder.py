@@ -21,7 +21,8 @@ import numpy as np
 from features.eligibility import EligibilityEvaluator
 from features.pairs import EncodedItems, PairFeaturizer
 from features.records import ClientProfile, Constraints, Opportunity
-from models.package import ModelLoadError, PolkuModel, build_fallback_model, load_local, save_local
+from models.package import ModelLoadError, PolkuModel, build_fallback_model
+from models.packaging import load_local, save_local
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ def load_from_registry(settings: Settings) -> tuple[PolkuModel, str | None]:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from models.package import load_polku_model
+    from models.packaging import load_polku_model
 
     try:
         client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)

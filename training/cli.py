@@ -117,7 +117,7 @@ def evaluate_cmd(
     import mlflow
 
     from features.paths import mlflow_tracking_uri
-    from models.package import load_polku_model
+    from models.packaging import load_polku_model
     from training.datasets import build_training_data
     from training.evaluate import build_test_set, evaluate_models, markdown_table
     from training.train import build_models

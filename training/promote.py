@@ -158,7 +158,8 @@ def load_champion(cfg: TrainConfig, tracking_uri: str | None = None) -> tuple[st
         cfg: for ``registered_model_name`` and ``first_stage_k``.
         tracking_uri: MLflow tracking URI (default ``features.paths.mlflow_tracking_uri()``).
     """
-    from models.package import ModelLoadError, load_polku_model
+    from models.package import ModelLoadError
+    from models.packaging import load_polku_model
 
     client = _client(tracking_uri)
     name = cfg.registered_model_name
@@ -178,7 +179,7 @@ def load_champion(cfg: TrainConfig, tracking_uri: str | None = None) -> tuple[st
 def _evaluate_version(
     name: str, version: str, test: TestSet, cfg: TrainConfig, *, label: str, with_points: bool = False
 ) -> Evaluation:
-    from models.package import load_polku_model
+    from models.packaging import load_polku_model
     from training.evaluate import evaluate
 
     model = load_polku_model(f"models:/{name}/{version}")

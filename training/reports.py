@@ -424,7 +424,7 @@ def feature_importance_frame(model_uri: str, *, top: int | None = None) -> pd.Da
     Returns:
         Columns ``feature, gain, split, gain_share``; empty when the ranker has no importance (baselines).
     """
-    from models.package import load_polku_model
+    from models.packaging import load_polku_model
 
     model = load_polku_model(model_uri)
     gain, split = model.feature_importance("gain"), model.feature_importance("split")

@@ -85,8 +85,8 @@ def build_models(data: TrainingData, ranker: Ranker | None, cfg: TrainConfig) ->
     Returns:
         ranker name -> model (``lightgbm`` when given, ``points``, ``popularity``).
     """
+    from models.baselines import PointsRanker, PopularityRanker
     from models.package import PolkuModel
-    from models.rankers import PointsRanker, PopularityRanker
 
     names = list(data.train.feature_names)
     meta = {"name": cfg.registered_model_name, "trained_on_cohorts": list(data.split.train_cohorts)}
@@ -164,7 +164,7 @@ def _log_run(
 
     from models.example import fake_input_example
     from models.outcome import describe
-    from models.package import log_polku_model
+    from models.packaging import log_polku_model
 
     ranker = fit.ranker
     mlflow.log_params({**cfg.flat_params(), **_world_params(world)})

@@ -18,9 +18,9 @@ from features.pairs import PairBatch, PairFeaturizer
 from models import compiled
 from models.compiled import COMPILED_DIR, LIBRARY_FILE, MANIFEST_FILE, TOLERANCE, PlatformTag, probe_rows
 from models.outcome import ACCEPTANCE_DIR
-from models.package import (
+from models.package import PolkuModel
+from models.packaging import (
     RANKER_DIR,
-    PolkuModel,
     compile_trees,
     load_local,
     load_polku_model,

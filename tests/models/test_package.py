@@ -9,10 +9,8 @@ import pytest
 
 from features.pairs import PairBatch, PairFeaturizer
 from features.records import ClientProfile, Opportunity
-from models.package import (
-    ModelLoadError,
-    PolkuModel,
-    build_fallback_model,
+from models.package import ModelLoadError, PolkuModel, build_fallback_model
+from models.packaging import (
     load_local,
     load_polku_model,
     log_polku_model,

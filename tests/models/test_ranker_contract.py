@@ -58,7 +58,8 @@ def candidates(world: World, data: TrainingData) -> Candidates:
 
 
 def _fit(name: str, world: World, data: TrainingData) -> Any:
-    from models.rankers import LightGBMRanker, PointsRanker, PopularityRanker
+    from models.baselines import PointsRanker, PopularityRanker
+    from models.rankers import LightGBMRanker
     from training.oracle import OracleRanker
     from training.train import fit_ranker
 

@@ -7,15 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.rankers import (
-    LightGBMRanker,
-    PointRule,
-    PointsRanker,
-    PopularityRanker,
-    Ranker,
-    RankerError,
-    load_ranker,
-)
+from models.baselines import PointRule, PointsRanker, PopularityRanker
+from models.rankers import LightGBMRanker, Ranker, RankerError, load_ranker
 
 NAMES = ["ess_cov", "opt_cov", "occ_prior_isco4", "lang_gap_best", "dist_km", "hist_accept_rate", "noise"]
 

@@ -12,7 +12,8 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from models.package import ModelLoadError, PolkuModel, save_local
+from models.package import ModelLoadError, PolkuModel
+from models.packaging import save_local
 from service.app import create_app
 from service.auth import mint_token
 from service.model_holder import ModelHolder

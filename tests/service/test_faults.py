@@ -24,7 +24,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select
 
 from benchmarks.loadtest import free_port
-from models.package import PolkuModel, load_local, save_local
+from models.package import PolkuModel
+from models.packaging import load_local, save_local
 from service.app import create_app
 from service.auth import mint_token
 from service.model_holder import ModelHolder

@@ -51,13 +51,17 @@ def _register(model: PolkuModel, tracking_uri: str) -> str:
     """Log and register ``model`` in a private MLflow store (restoring the process-wide tracking URI)."""
     import mlflow
 
-    from models.package import log_polku_model
+    from models.packaging import log_polku_model
 
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(tracking_uri)
     try:
-        mlflow.set_experiment("loadtest")
-        with mlflow.start_run():
+        exp = mlflow.get_experiment_by_name("loadtest")
+        artifacts = Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts"  # never ./mlruns in the cwd
+        exp_id = (
+            exp.experiment_id if exp else mlflow.create_experiment("loadtest", artifact_location=artifacts.as_uri())
+        )
+        with mlflow.start_run(experiment_id=exp_id):
             info = log_polku_model(model, registered_model_name=MODEL_NAME)
     finally:
         mlflow.set_tracking_uri(previous)

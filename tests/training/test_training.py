@@ -99,7 +99,7 @@ def test_pyfunc_scores_equal_in_process(first_run, world_dir: Path, tracking_uri
     import mlflow
     import numpy as np
 
-    from models.package import load_polku_model, make_input_example
+    from models.packaging import load_polku_model, make_input_example
     from training.world import World
 
     mlflow.set_tracking_uri(tracking_uri)
