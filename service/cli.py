@@ -205,7 +205,7 @@ def code_cmd(
 
     from features.coding import default_coder
     from service.coding import suggest_for_request
-    from service.schemas import CodingRequest
+    from service.schemas_coding import CodingRequest
 
     try:
         req = CodingRequest.model_validate({"text": text, "lang": lang, "k": k})

@@ -16,14 +16,13 @@ from features.coding import CODER_VERSION, Coder, default_coder
 from features.records import Opportunity
 from features.taxonomy import Taxonomy
 from service.errors import FieldError, ServiceUnavailable
-from service.schemas import (
+from service.schemas import OpportunityProposal, OpportunityPut
+from service.schemas_coding import (
     CodingRequest,
     CodingResponse,
     CodingText,
     OccupationCandidate,
     OccupationSkills,
-    OpportunityProposal,
-    OpportunityPut,
     SkillInText,
     SkillRef,
 )

@@ -6,7 +6,8 @@ from fastapi import APIRouter
 
 from service.coding import suggest_for_request
 from service.deps import CoderDep, SessionDep, StaffForCoding, actor_of
-from service.schemas import ERROR_RESPONSES, CodingRequest, CodingResponse
+from service.schemas import ERROR_RESPONSES
+from service.schemas_coding import CodingRequest, CodingResponse
 from service.storage import repositories as repo
 
 router = APIRouter(prefix="/v1", tags=["coding"])
