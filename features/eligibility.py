@@ -255,16 +255,35 @@ class EligibilityEvaluator:
             on: the day of evaluation.
             positions: catalogue positions to evaluate; a subset costs in proportion to its size.
         """
-        if not isinstance(client, ClientProfile):
+        return self.reason_codes_of([client], [on], positions)[0]
+
+    def reason_codes_of(
+        self,
+        clients: Sequence[ClientProfile],
+        days: Sequence[date],
+        positions: npt.NDArray[np.integer[Any]] | None = None,
+    ) -> npt.NDArray[np.int8]:
+        """Reason codes ``(len(clients), len(positions))`` of several client states, each on its own day.
+
+        States of one centre (a path planner's frontier) take one pass over the arrays instead of one each.
+
+        Args:
+            clients: the clients (or one client's states).
+            days: the day of evaluation of each.
+            positions: catalogue positions to evaluate (default: the whole catalogue).
+        """
+        if not all(isinstance(c, ClientProfile) for c in clients):
             raise TypeError("EligibilityEvaluator.evaluate accepts a ClientProfile only")
-        table = ClientTable.build([client], self.centres)
-        if positions is None and client.centre in self.centres:
-            # Only the items of the client's centre need the other rules (~1/5 of a nationwide catalogue).
-            own = self._by_centre[list(self.centres).index(client.centre)]
-            all_codes = np.full(len(self.opportunities), REASON_INDEX["other_centre"], dtype=np.int8)
-            all_codes[own] = self.reason_codes(table, own, on)[0]
+        table = ClientTable.build(clients, self.centres)
+        on = np.array([d.toordinal() for d in days], dtype=np.int64)
+        centres = {c.centre for c in clients}
+        if positions is None and len(centres) == 1 and clients[0].centre in self.centres:
+            # Only the items of the clients' centre need the other rules (~1/5 of a nationwide catalogue).
+            own = self._by_centre[list(self.centres).index(clients[0].centre)]
+            all_codes = np.full((len(clients), len(self.opportunities)), REASON_INDEX["other_centre"], dtype=np.int8)
+            all_codes[:, own] = self.reason_codes(table, own, on)
             return all_codes
-        return self.reason_codes(table, positions, on)[0]
+        return self.reason_codes(table, positions, on)
 
     def evaluate_clients(self, table: ClientTable, item: int, on: date) -> npt.NDArray[np.int8]:
         """Reason codes of one catalogue item for many clients (same rules and order as :meth:`evaluate`).

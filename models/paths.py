@@ -317,7 +317,9 @@ class PathPlanner:
         finished: list[Path] = []
         seen: set[frozenset[int]] = set()
         for depth in range(max_steps):
-            eligible = [self.evaluator.reason_codes_at(node.state, node.time) == 0 for node in frontier]
+            eligible = list(
+                self.evaluator.reason_codes_of([n.state for n in frontier], [n.time for n in frontier]) == 0
+            )
             finished.extend(
                 self._finish(run, frontier, [ok & goal_mask for ok in eligible], goal_codes, reference_date)
             )
@@ -398,12 +400,22 @@ class PathPlanner:
         values: list[float] = [-1.0] * len(states)
         todo: list[tuple[int, int]] = []
         requests: list[_Request] = []
+        fresh = [r for r, (key, _, on) in enumerate(states) if (key, on) not in run.values]
+        codes = dict(
+            zip(
+                fresh,
+                self.evaluator.reason_codes_of([states[r][1] for r in fresh], [states[r][2] for r in fresh], goal_idx)
+                if fresh
+                else [],
+                strict=True,
+            )
+        )
         for r, (key, state, on) in enumerate(states):
             cached = run.values.get((key, on))
             if cached is not None:
                 values[r] = cached
                 continue
-            reachable = goal_idx[self.evaluator.reason_codes_at(state, on, goal_idx) == 0]
+            reachable = goal_idx[codes[r] == 0]
             if reachable.size == 0:
                 run.values[(key, on)] = -1.0
                 continue

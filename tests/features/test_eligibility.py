@@ -191,3 +191,22 @@ def test_many_clients_against_one_item_match_the_per_client_evaluation(
     got = evaluator.evaluate_clients(ClientTable.build(cs), item, on)
     want = [int(evaluator.evaluate(c, on).reason_codes[item]) for c in cs]
     assert [int(x) for x in got] == want
+
+
+@settings(max_examples=25, deadline=None)
+@given(cs=st.lists(clients(), min_size=1, max_size=5), ops=catalogues(), data=st.data())
+def test_several_states_in_one_pass_match_one_at_a_time(
+    cs: list[ClientProfile], ops: list[Opportunity], data: st.DataObject
+) -> None:
+    """A path planner's frontier (states of one client, each on its own day) is evaluated in one pass."""
+    evaluator = EligibilityEvaluator(ops)
+    days = [data.draw(st.sampled_from([REFERENCE_DATE, date(2027, 3, 1), date(2031, 1, 1)])) for _ in cs]
+    same_centre = [c.model_copy(update={"centre": cs[0].centre}) for c in cs]
+    for states in (cs, same_centre):
+        together = evaluator.reason_codes_of(states, days)
+        for s, day, row in zip(states, days, together, strict=True):
+            assert row.tolist() == evaluator.reason_codes_at(s, day).tolist()
+            assert row.tolist() == evaluator.evaluate(s, day).reason_codes.tolist()
+        positions = np.arange(len(ops))[::-1]
+        picked = evaluator.reason_codes_of(states, days, positions)
+        assert picked.tolist() == together[:, positions].tolist()

@@ -250,3 +250,40 @@ def test_many_clients_against_one_item_equal_the_per_pair_rows(
     np.testing.assert_allclose(got, np.array(want).reshape(got.shape), rtol=1e-6, atol=1e-6)
     everyone = fz.transform_many_clients(batch, items, item)
     assert everyone.shape == (len(cs), len(FEATURE_NAMES))
+
+
+@PROPS
+@given(cs=st.lists(clients(), min_size=2, max_size=5), ops=catalogues(min_size=2), data=st.data())
+def test_first_stage_scores_agree_whichever_route_computes_them(
+    cs: list[ClientProfile], ops: list[Opportunity], data: st.DataObject
+) -> None:
+    """One client on a few items (gathered rows), on most items (whole matrices) and many clients: one score."""
+    from features.pairs.retrieval import first_stage_scores
+
+    fz = _featurizer()
+    items = fz.encode_items(ops)
+    batch = fz.encode_clients(cs)
+    positions = data.draw(st.lists(st.integers(0, len(ops) - 1), min_size=1, max_size=len(ops), unique=True))
+    idx = np.asarray(positions, dtype=np.int64)
+    together = first_stage_scores(batch, np.arange(len(cs), dtype=np.int64), items, idx)
+    for r in range(len(cs)):
+        alone = first_stage_scores(batch, np.array([r], dtype=np.int64), items, idx)[0]
+        np.testing.assert_allclose(alone, together[r], rtol=1e-6, atol=1e-6)
+        one = first_stage_scores(batch, np.array([r], dtype=np.int64), items, idx[:1])[0]  # the gathered route
+        np.testing.assert_allclose(one, together[r, :1], rtol=1e-6, atol=1e-6)
+
+
+def test_rows_dot_equals_the_sliced_sparse_product() -> None:
+    import scipy.sparse as sp
+
+    from features.pairs.retrieval import rows_dot
+
+    rng = np.random.default_rng(3)
+    items = sp.random(40, 30, density=0.3, format="csr", dtype=np.float32, random_state=rng)
+    items[5] = 0.0  # an item without skills
+    items.eliminate_zeros()
+    dense = rng.random(30).astype(np.float32)
+    idx = np.array([5, 0, 39, 7, 7, 12], dtype=np.int64)
+    want = np.asarray(items[idx] @ dense, dtype=np.float32)
+    np.testing.assert_allclose(rows_dot(items, idx, dense), want, rtol=1e-6)  # summation order may differ
+    assert rows_dot(items, np.zeros(0, dtype=np.int64), dense).shape == (0,)
