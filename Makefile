@@ -28,7 +28,8 @@ lint: setup
 test: setup lint  ## the whole suite (SQLite and PostgreSQL)
 	$(RUN) pytest -n 2 --dist loadgroup -q --cov --cov-report= --cov-fail-under=94
 
-bench: setup
+bench: setup  ## wrk (Debian) measures throughput; installed here when apt-get can, else that section says so
+	@command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null 2>&1 || true
 	$(RUN) python -m benchmarks.run
 
 loadtest: setup

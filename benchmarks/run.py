@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks import candidates, coding, model_time, quality, startup, suggestions, training_time
+from benchmarks import candidates, coding, model_time, quality, startup, suggestions, training_time, wrk
 from benchmarks.data import Fixtures, Sizes
 from benchmarks.report import Section, build_report, format_report, run_section, write_report
 
@@ -28,6 +28,7 @@ DEFAULT_OUT = Path("benchmarks/results/latest.json")
 SECTIONS: dict[str, tuple[str, Callable[[Section, Fixtures], None]]] = {
     "suggestions": ("POST /v1/suggestions: in process and over HTTP, 1k/10k/50k opportunities", suggestions.run),
     "service": ("service start-up to ready, RSS after start and after 10k requests", startup.run),
+    "throughput": ("POST /v1/suggestions with 2 uvicorn workers at concurrency 16, measured by wrk", wrk.run),
     "model_time": ("model time (compiled trees) vs LightGBM predict(num_threads=1) on the same rows", model_time.run),
     "candidates": ("POST /v1/opportunities/{id}/candidates with 10k and 100k stored clients", candidates.run),
     "training": ("training end to end at 100k and 1M pair rows: seconds and peak RSS", training_time.run),
