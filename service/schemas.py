@@ -119,7 +119,7 @@ class SuggestionsRequest(_Api):
 
     client: ClientProfile | None = None
     client_id: ClientId | None = None
-    kinds: list[Kind] = Field(default_factory=lambda: list(KINDS), min_length=1, max_length=3)
+    kinds: list[Kind] = Field(default_factory=lambda: list(KINDS), min_length=1, max_length=len(KINDS))
     k: int = Field(default=5, ge=1, le=MAX_K, description="Items per kind.")
     lang: Lang = "fi"
     include_paths: bool = False
