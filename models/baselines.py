@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -63,7 +64,27 @@ DEFAULT_POINT_RULES: Final[tuple[PointRule, ...]] = (
 )
 
 
-class PointsRanker(Ranker):
+class _HandSet(Ranker):
+    """A ranker set by hand: ``fit`` only binds it to the feature names (the rows and labels are not used)."""
+
+    @abstractmethod
+    def bind(self, feature_names: Sequence[str]) -> Self:
+        """Resolve the columns the ranker reads in ``feature_names``."""
+
+    def fit(
+        self,
+        X: Matrix,
+        y: npt.ArrayLike,
+        group: npt.ArrayLike,
+        *,
+        feature_names: Sequence[str],
+    ) -> Self:
+        """Bind to ``feature_names``; the data is not used."""
+        del X, y, group
+        return self.bind(feature_names)
+
+
+class PointsRanker(_HandSet):
     """Job Market Finland style points on named feature columns; no learning.
 
     Args:
@@ -94,18 +115,6 @@ class PointsRanker(Ranker):
         self.feature_names_ = names
         return self
 
-    def fit(
-        self,
-        X: Matrix,
-        y: npt.ArrayLike,
-        group: npt.ArrayLike,
-        *,
-        feature_names: Sequence[str],
-    ) -> PointsRanker:
-        """Bind the rules to ``feature_names``; the data is not used (points are set by hand)."""
-        del X, y, group
-        return self.bind(feature_names)
-
     def contributions(self, X: Matrix) -> Scores:
         """Points per feature column (summed over the rules on it); bias column 0."""
         arr = _as_matrix(X, self.n_features)
@@ -135,7 +144,7 @@ class PointsRanker(Ranker):
 # -- popularity -----------------------------------------------------------------------------------------------
 
 
-class PopularityRanker(Ranker):
+class PopularityRanker(_HandSet):
     """Ranks by the item's smoothed historical acceptance rate (the same for every client).
 
     Args:
@@ -161,18 +170,6 @@ class PopularityRanker(Ranker):
         self.column_ = names.index(self.feature)
         self.feature_names_ = names
         return self
-
-    def fit(
-        self,
-        X: Matrix,
-        y: npt.ArrayLike,
-        group: npt.ArrayLike,
-        *,
-        feature_names: Sequence[str],
-    ) -> PopularityRanker:
-        """Bind to ``feature_names``; the rate itself is learnt by the featurizer from the training period."""
-        del X, y, group
-        return self.bind(feature_names)
 
     def contributions(self, X: Matrix) -> Scores:
         """The acceptance rate in its own column; everything else 0."""
