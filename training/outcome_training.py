@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from features.records import KINDS
 from models.outcome import OutcomeAwareRanker
 from models.slates import fit_slate_logit
 from training import item_effects as ie
@@ -183,7 +184,7 @@ def fit_outcome_ranker(data: TrainingData, cfg: TrainConfig) -> OutcomeFit:
         "calibration.scale": cal.scale,
         "calibration.position_coef": cal.position_coef,
         "calibration.show_coef": cal.show_coef,
-        **{f"calibration.none.{k}": v for k, v in zip(("training", "work_trial", "vacancy"), cal.none, strict=True)},
+        **{f"calibration.none.{k}": v for k, v in zip(KINDS, cal.none, strict=True)},
         "outcome.route_penalty": ranker.diagnostics_.get("route_penalty"),
         "outcome.employ_route_penalty": ranker.diagnostics_.get("employ_route_penalty"),
         **{f"items.{k}": v for k, v in effects.summary().items()},
