@@ -163,7 +163,8 @@ def solve_lp(problem: AllocationProblem) -> Allocation:
     """The exact optimum and prices by linear programming (SciPy ``linprog``, HiGHS dual simplex).
 
     Pairs with a value <= 0 cannot raise the total, so they are left out (prices stay duals of the full problem:
-    an agent never wants an item at a price that leaves it a non-positive surplus).
+    an agent never wants an item at a price that leaves it a non-positive surplus); so are items without seats
+    (price 0: serving excludes them anyway, and no price would be meaningful).
 
     Raises:
         AllocationError: HiGHS reports a failure.
@@ -172,7 +173,8 @@ def solve_lp(problem: AllocationProblem) -> Allocation:
     from scipy.optimize import linprog
 
     start = time.perf_counter()
-    keep = problem.value > 0
+    seats = np.floor(problem.capacity)
+    keep = (problem.value > 0) & (seats[problem.item] > 0)  # no seats: never allocated, reported at price 0
     a, j, v = problem.agent[keep], problem.item[keep], problem.value[keep]
     n, m, p = problem.n_agents, problem.n_items, int(keep.sum())
     prices = np.zeros(m, dtype=np.float64)
@@ -190,7 +192,8 @@ def solve_lp(problem: AllocationProblem) -> Allocation:
     chosen = x > 0.5
     assignment[a[chosen]] = j[chosen]
     value = float(v[chosen].sum())
-    prices = _mid_prices(a, j, v, np.floor(problem.capacity), n, value)
+    taken = np.bincount(assignment[assignment >= 0], minlength=m)
+    prices = _mid_prices(a, j, v, assignment, (taken >= seats) & (seats > 0))  # 0 where seats are left or none
     return Allocation(prices, assignment, value, _overfilled(problem, assignment), "highs", time.perf_counter() - start)
 
 
@@ -198,38 +201,58 @@ def _mid_prices(
     a: npt.NDArray[np.int64],
     j: npt.NDArray[np.int64],
     v: npt.NDArray[np.float64],
-    seats: npt.NDArray[np.float64],
-    n: int,
-    optimum: float,
+    assignment: npt.NDArray[np.int64],
+    full_item: npt.NDArray[np.bool_],
 ) -> npt.NDArray[np.float64]:
     """The middle of the equilibrium price interval: mean of the least and the greatest optimal dual prices.
 
     Optimal duals are not unique. The least prices leave agents indifferent between a full item and their
     alternative, so a stable sort would keep the full item first; the greatest push every agent off it. Their
     mean is optimal too (the optimal dual set is convex) and splits agents by how much more they gain from the
-    full item. Non-binding items get 0 in every optimal dual (complementary slackness).
+    full item.
+
+    Given the optimal assignment, the optimal prices are exactly the solutions of difference constraints
+    (complementary slackness): an assigned agent ``a`` on item ``s`` keeps ``v_as - p_s >= v_ak - p_k`` for its
+    other items and ``v_as - p_s >= 0``; an unassigned agent has ``p_k >= v_ak``; items with seats left have
+    ``p = 0``; all prices ``>= 0``. On the graph with an edge ``y -> x`` of weight ``w`` for ``p_x <= p_y + w``
+    and a zero-price node, the greatest prices are the shortest distances from that node and the least ones
+    minus the shortest distances to it (Bellman-Ford; milliseconds where a second and third LP took seconds).
     """
     from scipy import sparse
-    from scipy.optimize import linprog
+    from scipy.sparse.csgraph import shortest_path
 
-    m, p = seats.size, v.size
-    # variables: u (n agents) then prices (m items); u_a + p_j >= v_aj, sum u + seats . p <= optimum
-    rows = np.r_[np.arange(p), np.arange(p)]
-    cols = np.r_[a, n + j]
-    pairs = sparse.csr_array((-np.ones(2 * p), (rows, cols)), shape=(p, n + m))
-    total = sparse.csr_array(np.r_[np.ones(n), seats].reshape(1, -1))
-    a_ub = sparse.vstack([pairs, total]).tocsr()
-    b_ub = np.r_[-v, optimum + 1e-7 * max(1.0, abs(optimum))]
-    top = float(v.max())
-    bounds = [(0.0, None)] * n + [(0.0, top)] * m
-    out = []
-    for sign in (1.0, -1.0):
-        res = linprog(np.r_[np.zeros(n), sign * np.ones(m)], A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs-ds")
-        if res.status != 0 or res.x is None:
-            raise AllocationError(f"HiGHS could not find the prices: {res.message}")
-        out.append(np.asarray(res.x[n:], dtype=np.float64))
-    prices = (out[0] + out[1]) / 2
-    prices[prices < PRICE_EPS] = 0.0
+    m = full_item.size
+    s = assignment[a]
+    own = np.full(assignment.size, np.nan)
+    mine = s == j
+    own[a[mine]] = v[mine]
+    other = (s >= 0) & ~mine
+    unassigned = s < 0
+    agents = np.flatnonzero(assignment >= 0)
+    items = np.arange(m)
+    full, spare = items[full_item], items[~full_item]
+    top = float(v.max()) if v.size else 0.0
+    edges = [  # (from, to, weight): p_to <= p_from + weight; node 0 is the zero price, item k is node k + 1
+        (1 + j[other], 1 + s[other], own[a[other]] - v[other]),  # assigned agents keep preferring their item
+        (np.zeros(agents.size, np.int64), 1 + assignment[agents], own[agents]),  # ... to nothing at all
+        (1 + j[unassigned], np.zeros(int(unassigned.sum()), np.int64), -v[unassigned]),  # p_k >= v_ak
+        (np.zeros(spare.size, np.int64), 1 + spare, np.zeros(spare.size)),  # seats left: p = 0
+        (1 + items, np.zeros(m, np.int64), np.zeros(m)),  # p >= 0
+        (np.zeros(full.size, np.int64), 1 + full, np.full(full.size, top)),  # a bound where nothing else binds
+    ]
+    src = np.concatenate([e[0] for e in edges])
+    dst = np.concatenate([e[1] for e in edges])
+    w = np.concatenate([e[2] for e in edges]).astype(np.float64)
+    key = src * (m + 1) + dst
+    order = np.lexsort((w, key))
+    key, w = key[order], w[order]
+    first = np.r_[True, key[1:] != key[:-1]]  # the tightest constraint per edge
+    key, w = key[first], w[first]
+    graph = sparse.csr_array((w, (key // (m + 1), key % (m + 1))), shape=(m + 1, m + 1))
+    greatest = shortest_path(graph, method="BF", directed=True, indices=0)[1:]
+    least = -shortest_path(graph.T.tocsr(), method="BF", directed=True, indices=0)[1:]
+    prices = np.maximum((np.maximum(least, 0.0) + greatest) / 2, 0.0)
+    prices[~full_item] = 0.0
     return prices
 
 
