@@ -23,6 +23,7 @@ import numpy.typing as npt
 from features.eligibility import EligibilityEvaluator
 from features.pairs import EncodedItems
 from features.records import KINDS, ClientProfile, Opportunity
+from models.allocation import AllocationProblem, capacity_of
 from models.package import PolkuModel
 
 
@@ -127,3 +128,17 @@ def score_block(
         _PREPARED[key] = prepared
     evaluator, items = prepared
     return score_clients(model, clients, opportunities, on, evaluator=evaluator, items=items)
+
+
+def allocation_problem(
+    pairs: ScoredPairs, n_clients: int, opportunities: Sequence[Opportunity], on: date
+) -> AllocationProblem:
+    """The allocation of scored pairs: one agent per (client, kind), agent ``row * 3 + kind``.
+
+    A client can take one item of each kind, as each kind is its own suggestion list; seats are the next
+    intake's (:func:`models.allocation.capacity_of`).
+    """
+    kind_of = np.array([KINDS.index(o.kind) for o in opportunities], dtype=np.int64)
+    agent = pairs.row * len(KINDS) + kind_of[pairs.item]
+    capacity = [capacity_of(o, on) for o in opportunities]
+    return AllocationProblem.build(agent, pairs.item, pairs.score, capacity, n_clients * len(KINDS))

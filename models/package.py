@@ -365,10 +365,10 @@ class PolkuModel:
         ]
         plain: list[npt.NDArray[np.int64] | None] = [None] * len(kept)
         if prices is not None:
-            plain = [
-                1 + (scores[bounds[g] : bounds[g + 1]][None, :] > scores[top][:, None]).sum(axis=1)
-                for g, top in enumerate(tops)
-            ]
+            for g, top in enumerate(tops):
+                position = np.empty(sizes[g], dtype=np.int64)  # rank by score alone, ties as rank() breaks them
+                position[np.argsort(-scores[bounds[g] : bounds[g + 1]], kind="stable")] = np.arange(1, sizes[g] + 1)
+                plain[g] = position[top - bounds[g]]
         rows = np.concatenate(tops) if tops else np.zeros(0, dtype=np.int64)
         contrib, outcomes = self.explain_rows(X[rows], scores[rows])
         out: list[RankResult] = []
@@ -407,11 +407,7 @@ class PolkuModel:
         groups: Sequence[npt.ArrayLike],
         reference_date: date | None = None,
     ) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]:
-        """Every candidate that :meth:`rank_groups` would sort, with its score (one ranker call; batch scoring).
-
-        Returns:
-            Per group, the catalogue positions that pass the first stage and their scores (unsorted).
-        """
+        """Per group, the positions :meth:`rank_groups` would sort (after the first stage) and their scores."""
         kept = self._first_stage_groups(self._encoded(enc_client), enc_items, groups)
         all_idx = np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
         X = self.features(enc_client, enc_items, all_idx, reference_date) if all_idx.size else None

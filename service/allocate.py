@@ -23,9 +23,9 @@ from typing import Any, Final
 
 import numpy as np
 
-from features.records import KINDS, ClientProfile, Opportunity
-from models.allocation import AllocationProblem, Solver, capacity_of, solve
-from models.batch import ModelSource, ScoredPairs, score_block
+from features.records import ClientProfile, Opportunity
+from models.allocation import Solver, solve
+from models.batch import ModelSource, ScoredPairs, allocation_problem, score_block
 from models.package import ModelLoadError
 from service.settings import Settings
 from service.storage import repositories as repo
@@ -160,16 +160,6 @@ def score_on_dask(
     return ScoredPairs.concat(client.gather(futures), starts)
 
 
-def build_problem(
-    pairs: ScoredPairs, n_clients: int, opportunities: Sequence[Opportunity], on: date
-) -> AllocationProblem:
-    """One agent per (client, kind): a client can take one item of each kind; seats are the next intake's."""
-    kind_of = np.array([KINDS.index(o.kind) for o in opportunities], dtype=np.int64)
-    agent = pairs.row * len(KINDS) + kind_of[pairs.item]
-    capacity = [capacity_of(o, on) for o in opportunities]
-    return AllocationProblem.build(agent, pairs.item, pairs.score, capacity, n_clients * len(KINDS))
-
-
 def allocate_centre(
     client: Any,
     model: _Model,
@@ -183,7 +173,7 @@ def allocate_centre(
     on = options.on
     pairs = score_on_dask(client, model.source, clients, opportunities, catalogue_key, on, options.block_clients)
     scored = time.perf_counter()
-    problem = build_problem(pairs, len(clients), opportunities, options.on)
+    problem = allocation_problem(pairs, len(clients), opportunities, options.on)
     result = solve(problem, options.solver)
     taken = np.bincount(result.assignment[result.assignment >= 0], minlength=len(opportunities))
     items = [

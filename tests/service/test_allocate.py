@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 
 from features.eligibility import EligibilityEvaluator
 from features.records import KINDS
-from models.batch import score_clients
+from models.batch import allocation_problem, score_clients
 from models.package import PolkuModel
 from models.packaging import save_local
-from service.allocate import AllocateOptions, build_problem, run_allocation
+from service.allocate import AllocateOptions, run_allocation
 from service.storage import repositories as repo
 from service.storage.db import make_engine, make_session_factory, migrate
 from service.storage.prices import latest_price_run, prices_version
@@ -44,7 +44,7 @@ def test_batch_scores_are_the_scores_serving_sorts(small_model: PolkuModel) -> N
 
 def test_one_agent_per_client_and_kind_with_next_intake_seats(small_model: PolkuModel) -> None:
     clients, items = tiny_clients()[:3], tiny_catalogue()
-    problem = build_problem(score_clients(small_model, clients, items, ON), len(clients), items, ON)
+    problem = allocation_problem(score_clients(small_model, clients, items, ON), len(clients), items, ON)
     assert problem.n_agents == 3 * len(KINDS)
     full = [o.opportunity_id for o in items].index("hel-full-001")
     assert problem.capacity[full] == 0
