@@ -112,8 +112,15 @@ def evaluate_cmd(
     world: WorldOption = None,
     model_uri: Annotated[str, typer.Option("--model", help="Model URI to evaluate.")] = "models:/polku-ranker@champion",
     config_file: Annotated[Path | None, typer.Option("--config", help="YAML file with TrainConfig fields.")] = None,
+    morning: Annotated[
+        bool, typer.Option("--morning/--no-morning", help="Also simulate each centre's morning under seat capacity.")
+    ] = True,
 ) -> None:
-    """Evaluate a registered model against the baselines and the oracle on the world's test cohort."""
+    """Evaluate a registered model against the baselines and the oracle on the world's test cohort.
+
+    With ``--morning`` (default) the report also has the morning simulation: plain ranking against
+    congestion-aware ranking under seat capacity (``training.morning``).
+    """
     import mlflow
 
     from features.paths import mlflow_tracking_uri
@@ -131,6 +138,11 @@ def evaluate_cmd(
     models = {"model": load_polku_model(model_uri), **build_models(data, None, cfg)}
     report = evaluate_models(models, build_test_set(w, data.split, cfg), cfg)
     typer.echo(markdown_table(report))
+    if morning:
+        from training.morning import morning_table, simulate_morning
+
+        report["morning"] = simulate_morning(w, models["model"])
+        typer.echo("\n" + morning_table(report["morning"]))
 
 
 @app.command("evaluate-coding")

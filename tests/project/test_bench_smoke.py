@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-SECTIONS = ("suggestions", "service", "model_time", "candidates", "training", "quality", "coding")
+SECTIONS = ("suggestions", "service", "model_time", "candidates", "training", "quality", "coding", "congestion")
 ROOT = Path(__file__).resolve().parents[2]
 
 
