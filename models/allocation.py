@@ -21,7 +21,7 @@ Two solvers are offered (``polku allocate --solver``):
 
 Why ``highs``: on the default world's centres it reaches the exact optimum in well under a second, memory is
 linear in eligible pairs, and the prices are the ones the serving rule needs (zero where there is room). The
-measured comparison (value, seconds, overfilled seats) is in ``benchmarks/allocation.py`` and the runbook.
+measured comparison (value, seconds, overfilled seats) is in ``benchmarks/congestion.py`` and the runbook (§12).
 """
 
 from __future__ import annotations

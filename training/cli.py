@@ -64,19 +64,35 @@ def train_cmd(
             dir_okay=False,
         ),
     ] = None,
+    dask: Annotated[
+        bool, typer.Option("--dask", help="Train the LightGBM stage with lightgbm.dask over partitioned rows.")
+    ] = False,
+    scheduler: Annotated[
+        str | None, typer.Option("--scheduler", help="With --dask: existing scheduler tcp://host:8786 (default local).")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="With --dask: workers of the embedded LocalCluster.")] = 2,
 ) -> None:
     """Train the LightGBM ranker, evaluate every ranker, log and register in MLflow, apply the gate."""
+    import contextlib
+
     from training.train import train
 
     _setup_logging()
     cfg = _load_config(config_file, seed)
-    result = train(
-        _world_dir(world),
-        config=cfg,
-        promote=promote or if_no_champion,
-        if_no_champion=if_no_champion,
-        feedback=feedback,
-    )
+    with contextlib.ExitStack() as stack:
+        trainer = None
+        if dask:
+            from training.distributed import dask_booster_trainer, dask_client
+
+            trainer = dask_booster_trainer(stack.enter_context(dask_client(scheduler, workers)))
+        result = train(
+            _world_dir(world),
+            config=cfg,
+            promote=promote or if_no_champion,
+            if_no_champion=if_no_champion,
+            feedback=feedback,
+            booster_trainer=trainer,
+        )
     typer.echo(result.table)
     if feedback is not None:
         stats = result.feedback_stats
