@@ -60,7 +60,7 @@ def _allocate(section: Section, fx: Fixtures) -> None:
     problem = allocation_problem(pairs, len(clients), opps, on)
     exact = solve(problem, "highs")
     total = time.perf_counter() - start
-    entropic = solve(problem, "sinkhorn")
+    entropic = solve(problem, "sinkhorn", max_iter=200 if fx.sizes.world_clients < 1000 else 5000)
     section.add_row(
         part="allocate",
         centre=centre,
@@ -100,12 +100,13 @@ def _serving(section: Section, fx: Fixtures) -> None:
         run_id="bench", reference_date=fx.reference_date(), created_at="2026-01-01T00:00:00Z", solver="highs"
     )
     priced = CentrePrices((1, ""), snap.catalogue, info, prices)
-    reqs = [SuggestionsRequest.model_validate(b) for b in suggestion_bodies(fx, 100, include_paths=False)]
+    n = max(fx.sizes.inprocess_requests, 20)
+    bodies = suggestion_bodies(fx, min(n, 100), include_paths=False)
+    reqs = [SuggestionsRequest.model_validate(b) for b in bodies]
     today = fx.reference_date()
     for r in reqs:  # warm every request both ways (remedy caches differ by item)
         suggest(r.client, r, snap, today, prices=priced)  # type: ignore[arg-type]
         suggest(r.client, r, snap, today)  # type: ignore[arg-type]
-    n = max(fx.sizes.inprocess_requests, 20)
     plain: list[float] = []
     aware: list[float] = []
     diffs: list[float] = []

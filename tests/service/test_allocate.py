@@ -94,3 +94,31 @@ def test_allocate_command_refuses_bad_options_naming_them() -> None:
         result = runner.invoke(app, args)
         assert result.exit_code != 0
         assert name in result.output
+
+
+def test_allocation_run_is_logged_to_mlflow_without_client_data(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from models.batch import ModelSource
+    from service.allocate import EXPERIMENT, CentreAllocation, _log_mlflow, _Model
+
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    settings = make_settings("sqlite:///unused.db", tmp_path / "data", mlflow_tracking_uri=tracking)
+    summary = CentreAllocation("r1", "helsinki", 9, 12, 50, 3, 7, 10.5, 1.0, 0.1, 1.2)
+    options = AllocateOptions(centres=("helsinki",), on=ON)
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    try:
+        run_id = _log_mlflow(settings, _Model(ModelSource("bundle"), "polku-ranker", "3"), options, summary)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert run_id is not None
+    run = MlflowClient(tracking_uri=tracking).get_run(run_id)
+    assert run.data.metrics["allocation/total_value"] == pytest.approx(10.5)
+    assert run.data.params["solver"] == "highs"
+    assert run.data.params["model_version"] == "3"
+    assert run.data.tags["polku.price_run"] == "r1"
+    logged = " ".join([*run.data.params.values(), *run.data.params, *run.data.metrics])
+    assert "hel-c-" not in logged
+    assert MlflowClient(tracking_uri=tracking).get_experiment_by_name(EXPERIMENT) is not None
