@@ -1,7 +1,7 @@
 """Run the Polku benchmarks: ``python -m benchmarks.run [--smoke] [--out benchmarks/results/latest.json]``.
 
 Sections (each independent; a failure is recorded in the report and the run continues):
-suggestions, model_time, candidates, training, quality, service, coding.
+suggestions, model_time, candidates, training, quality, service, coding, congestion, throughput.
 """
 
 from __future__ import annotations
@@ -17,7 +17,17 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks import candidates, coding, model_time, quality, startup, suggestions, training_time, wrk
+from benchmarks import (
+    candidates,
+    coding,
+    congestion,
+    model_time,
+    quality,
+    startup,
+    suggestions,
+    training_time,
+    wrk,
+)
 from benchmarks.data import Fixtures, Sizes
 from benchmarks.report import Section, build_report, format_report, run_section, write_report
 
@@ -34,6 +44,7 @@ SECTIONS: dict[str, tuple[str, Callable[[Section, Fixtures], None]]] = {
     "training": ("training end to end at 100k and 1M pair rows: seconds and peak RSS", training_time.run),
     "quality": ("quality of the latest train run: NDCG@10 per ranker, ratios to oracle and points", quality.run),
     "coding": ("occupation coder: accuracy on hand-coded titles vs plain baseline, latency, index cost", coding.run),
+    "congestion": ("seats: morning simulation plain vs congestion-aware, allocate time, serving cost", congestion.run),
 }
 """Sections in run order (the service section reuses the largest suggestions server, so it runs second)."""
 

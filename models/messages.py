@@ -202,6 +202,17 @@ REASON_TEXTS: Final[dict[str, dict[str, str]]] = {
         "sv": "Nytt alternativ: bedömningen bygger på genomsnittet för liknande alternativ",
         "en": "New option: the estimate rests on the average of similar options",
     },
+    # Congestion prices (models.allocation) moved the item in the list: up past a crowded one, or down.
+    "congestion_alternative": {
+        "fi": "Parhaiten sopiviin on paljon hakijoita; tämä vaihtoehto on lähes yhtä hyvä",
+        "sv": "Det finns många sökande till de bäst passande; det här alternativet är nästan lika bra",
+        "en": "The best-fitting options have many applicants; this one is almost as good",
+    },
+    "congested": {
+        "fi": "Tähän on paljon hakijoita ja vähän paikkoja",
+        "sv": "Hit finns många sökande och få platser",
+        "en": "Many applicants for few places",
+    },
 }
 
 GAP_TEXTS: Final[dict[str, dict[str, str]]] = {

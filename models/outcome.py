@@ -44,7 +44,7 @@ from scipy.special import expit
 from features.pairs import ITEM_HISTORY_FEATURES
 from features.records import KINDS, ROUTES
 from models.logit import choose_penalty, fit_logistic
-from models.rankers import LightGBMRanker, Matrix, Ranker, RankerError, Scores, _as_matrix
+from models.rankers import BoosterTrainer, LightGBMRanker, Matrix, Ranker, RankerError, Scores, _as_matrix
 from models.slates import SlateLogit, fit_slate_logit
 
 ACCEPTANCE_DIR: Final = "acceptance"
@@ -94,8 +94,10 @@ class OutcomeAwareRanker(Ranker):
         early_stopping_rounds: int = 150,
         weights: Mapping[str, float] | None = None,
         seed: int = 7,
+        booster_trainer: BoosterTrainer | None = None,
     ) -> None:
         super().__init__()
+        self.booster_trainer = booster_trainer  # the acceptance model's distributed trainer (not saved)
         self.params = dict(params or {})
         self.num_boost_round = num_boost_round
         self.early_stopping_rounds = early_stopping_rounds
@@ -164,7 +166,10 @@ class OutcomeAwareRanker(Ranker):
             ev = _as_matrix(eval_set[0], len(self._names()))
             eval_cut = (ev[:, cols], (np.asarray(eval_set[1]) >= 1).astype(np.int32), eval_set[2])
         ranker = LightGBMRanker(
-            params=self.params, num_boost_round=self.num_boost_round, early_stopping_rounds=self.early_stopping_rounds
+            params=self.params,
+            num_boost_round=self.num_boost_round,
+            early_stopping_rounds=self.early_stopping_rounds,
+            booster_trainer=self.booster_trainer,
         )
         self.acceptance_ = ranker.fit(
             arr[:, cols], accepted, group, feature_names=[self._names()[i] for i in cols], eval_set=eval_cut

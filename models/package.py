@@ -48,6 +48,7 @@ class RankResult:
         feature_names: column names of ``contributions`` (without the bias column).
         outcomes: per returned item, the ranker's outcome estimates (``p_accept``, ``expected_outcome``, ...;
             see ``models.outcome``), or None for rankers without them (the points fallback).
+        plain_ranks: with congestion prices, each returned item's 1-based rank by its score alone (None without).
     """
 
     indices: npt.NDArray[np.int64]
@@ -56,6 +57,7 @@ class RankResult:
     n_scored: int
     feature_names: tuple[str, ...]
     outcomes: Mapping[str, npt.NDArray[np.float64]] | None = None
+    plain_ranks: npt.NDArray[np.int64] | None = None
 
 
 @dataclass(frozen=True)
@@ -329,6 +331,8 @@ class PolkuModel:
         groups: Sequence[npt.ArrayLike],
         k: int,
         reference_date: date | None = None,
+        *,
+        prices: npt.NDArray[np.float64] | None = None,
     ) -> list[RankResult]:
         """:meth:`rank` for several candidate lists of one client (e.g. one per kind) with one ranker call.
 
@@ -336,16 +340,14 @@ class PolkuModel:
         scored together, and contributions are computed once for all returned items (each LightGBM call has
         a fixed cost, so three calls per request cost more than one).
 
+        With ``prices`` (congestion price per catalogue position, ``models.allocation``) each list is sorted by
+        score minus price, and results carry each item's rank by score alone (``plain_ranks``).
+
         Returns:
-            One result per group, equal to ``rank`` on that group.
+            One result per group, equal to ``rank`` on that group (without prices).
         """
         enc = self._encoded(enc_client)
-        kept: list[npt.NDArray[np.int64]] = []
-        for group in groups:
-            idx = np.asarray(group, dtype=np.int64).reshape(-1)
-            if self.first_stage_k > 0 and idx.size > self.first_stage_k:
-                idx = self.first_stage(enc, enc_items, idx, self.first_stage_k)
-            kept.append(idx)
+        kept = self._first_stage_groups(enc, enc_items, groups)
         sizes = [i.size for i in kept]
         all_idx = np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
         n_feat = len(self.feature_names)
@@ -355,11 +357,18 @@ class PolkuModel:
         else:
             X = self.features(enc, enc_items, all_idx, reference_date)
             scores = self.score_rows(X)
+        order_by = scores if prices is None else scores - prices[all_idx]
         bounds = np.r_[0, np.cumsum(sizes)].astype(np.int64)
         tops = [
-            bounds[g] + np.argsort(-scores[bounds[g] : bounds[g + 1]], kind="stable")[: max(k, 0)]
+            bounds[g] + np.argsort(-order_by[bounds[g] : bounds[g + 1]], kind="stable")[: max(k, 0)]
             for g in range(len(kept))
         ]
+        plain: list[npt.NDArray[np.int64] | None] = [None] * len(kept)
+        if prices is not None:
+            for g, top in enumerate(tops):
+                position = np.empty(sizes[g], dtype=np.int64)  # rank by score alone, ties as rank() breaks them
+                position[np.argsort(-scores[bounds[g] : bounds[g + 1]], kind="stable")] = np.arange(1, sizes[g] + 1)
+                plain[g] = position[top - bounds[g]]
         rows = np.concatenate(tops) if tops else np.zeros(0, dtype=np.int64)
         contrib, outcomes = self.explain_rows(X[rows], scores[rows])
         out: list[RankResult] = []
@@ -374,10 +383,37 @@ class PolkuModel:
                     n_scored=sizes[g],
                     feature_names=self.feature_names,
                     outcomes=None if outcomes is None else {key: v[start:end] for key, v in outcomes.items()},
+                    plain_ranks=plain[g],
                 )
             )
             start = end
         return out
+
+    def _first_stage_groups(
+        self, enc: EncodedClients, enc_items: EncodedItems, groups: Sequence[npt.ArrayLike]
+    ) -> list[npt.NDArray[np.int64]]:
+        kept: list[npt.NDArray[np.int64]] = []
+        for group in groups:
+            idx = np.asarray(group, dtype=np.int64).reshape(-1)
+            if self.first_stage_k > 0 and idx.size > self.first_stage_k:
+                idx = self.first_stage(enc, enc_items, idx, self.first_stage_k)
+            kept.append(idx)
+        return kept
+
+    def score_groups(
+        self,
+        enc_client: EncodedClients | ClientProfile,
+        enc_items: EncodedItems,
+        groups: Sequence[npt.ArrayLike],
+        reference_date: date | None = None,
+    ) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]:
+        """Per group, the positions :meth:`rank_groups` would sort (after the first stage) and their scores."""
+        kept = self._first_stage_groups(self._encoded(enc_client), enc_items, groups)
+        all_idx = np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
+        X = self.features(enc_client, enc_items, all_idx, reference_date) if all_idx.size else None
+        scores = np.zeros(0, dtype=np.float64) if X is None else self.score_rows(X)
+        bounds = np.r_[0, np.cumsum([i.size for i in kept])].astype(np.int64)
+        return [(idx, scores[bounds[g] : bounds[g + 1]]) for g, idx in enumerate(kept)]
 
     def outcome_reference(self, kind: str) -> dict[str, float] | None:
         """Mean outcome estimates of one kind over the training rows (the yardstick of outcome reasons)."""

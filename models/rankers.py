@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
@@ -50,6 +50,35 @@ def _query_order(group: npt.ArrayLike, n_rows: int) -> tuple[npt.NDArray[np.intp
     _, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
     order = np.argsort(inverse, kind="stable")
     return order, counts.astype(np.int64)
+
+
+def _best_iteration(booster: Any, X: Matrix, y: npt.ArrayLike, sizes: npt.NDArray[np.int64], patience: int) -> int:
+    """Early stopping after the fact: the iteration LightGBM's early stopping on validation NDCG@10 would keep.
+
+    For boosters trained where early stopping is unavailable (``lightgbm.dask``): each tree's raw output on the
+    validation rows (sorted by query, ``sizes`` rows per query) is added in turn, and the best mean NDCG@10 is
+    kept until ``patience`` trees bring no improvement.
+    """
+    rel = np.asarray(y, dtype=np.float64)
+    query = np.repeat(np.arange(sizes.size), sizes)
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    ideal_order = np.lexsort((-rel, query))
+    rank = np.arange(rel.size) - starts[query]
+    discount = np.where(rank < 10, 1.0 / np.log2(rank + 2.0), 0.0)
+    ideal = np.bincount(query, weights=(2.0 ** rel[ideal_order] - 1) * discount, minlength=sizes.size)
+    has = ideal > 0
+    raw = np.zeros(rel.size)
+    best, best_at = -np.inf, 1
+    for it in range(int(booster.num_trees())):
+        raw += booster.predict(X, start_iteration=it, num_iteration=1, raw_score=True)
+        order = np.lexsort((np.arange(rel.size), -raw, query))
+        dcg = np.bincount(query, weights=(2.0 ** rel[order] - 1) * discount, minlength=sizes.size)
+        ndcg = float(np.mean(dcg[has] / ideal[has])) if has.any() else 0.0
+        if ndcg > best:
+            best, best_at = ndcg, it + 1
+        elif it + 1 - best_at >= patience:
+            break
+    return best_at
 
 
 class Ranker(ABC):
@@ -169,6 +198,11 @@ DEFAULT_LGB_PARAMS: Final[dict[str, Any]] = {
 }
 
 
+# Trains a LightGBM booster elsewhere (e.g. ``lightgbm.dask`` on a cluster) for ``polku train --dask``:
+# (params, X, y, group_sizes, feature_names, num_boost_round) -> Booster, with rows sorted by query.
+BoosterTrainer = Callable[[dict[str, Any], Matrix, npt.NDArray[np.int32], npt.NDArray[np.int64], list[str], int], Any]
+
+
 class LightGBMRanker(Ranker):
     """LambdaMART (LightGBM ``lambdarank``); builds the query groups itself from a query-id per row.
 
@@ -177,6 +211,8 @@ class LightGBMRanker(Ranker):
         num_boost_round: maximum number of trees.
         early_stopping_rounds: rounds without improvement on the validation queries before stopping
             (used only when ``fit`` gets ``eval_set``).
+        booster_trainer: train the booster with this instead of ``lightgbm.train`` in process (distributed
+            training; no early stopping there, so all ``num_boost_round`` trees are grown). Not saved.
     """
 
     name: ClassVar[str] = "lightgbm"
@@ -187,11 +223,13 @@ class LightGBMRanker(Ranker):
         params: Mapping[str, Any] | None = None,
         num_boost_round: int = 300,
         early_stopping_rounds: int = 30,
+        booster_trainer: BoosterTrainer | None = None,
     ) -> None:
         super().__init__()
         self.params = dict(params or {})
         self.num_boost_round = num_boost_round
         self.early_stopping_rounds = early_stopping_rounds
+        self.booster_trainer = booster_trainer
         self.booster_: Any = None
         self.best_iteration_: int | None = None
         self.compiled_: CompiledTrees | None = None
@@ -229,6 +267,21 @@ class LightGBMRanker(Ranker):
             raise RankerError(f"y: expected {X_arr.shape[0]} labels, got shape {y_arr.shape}")
         order, sizes = _query_order(group, X_arr.shape[0])
         params = self._merged_params()
+        if self.booster_trainer is not None:
+            y_sorted = y_arr[order].astype(np.int32)
+            sizes_arr = np.asarray(sizes, dtype=np.int64)
+            self.booster_ = self.booster_trainer(params, X_arr[order], y_sorted, sizes_arr, names, self.num_boost_round)
+            self.best_iteration_ = None
+            if eval_set is not None:
+                Xv = _as_matrix(eval_set[0], len(names))
+                v_order, v_sizes = _query_order(eval_set[2], Xv.shape[0])
+                yv = np.asarray(eval_set[1])[v_order]
+                self.best_iteration_ = _best_iteration(
+                    self.booster_, Xv[v_order], yv, v_sizes, self.early_stopping_rounds
+                )
+            self.feature_names_ = names
+            self.compiled_ = None
+            return self
         train = lgb.Dataset(
             X_arr[order], label=y_arr[order].astype(np.int32), group=sizes, feature_name=names, free_raw_data=True
         )

@@ -127,6 +127,10 @@ class SuggestionsRequest(_Api):
         default_factory=list, max_length=20, description="Items whose eligibility you want explained."
     )
     reference_date: IsoDate | None = Field(default=None, description="Day to plan from (default: today).")
+    congestion_aware: bool = Field(
+        default=True,
+        description="Subtract the centre's congestion prices (polku allocate) from scores before sorting.",
+    )
 
     model_config = ConfigDict(
         extra="forbid",
@@ -202,6 +206,9 @@ class SuggestionItem(_Api):
     next_start: date | None = None
     needs_te_decision: bool
     seats_left: int
+    congestion_price: float | None = Field(
+        default=None, description="Price subtracted from the score before sorting (null: no price run applied)."
+    )
 
 
 class KindSuggestions(_Api):
@@ -251,6 +258,16 @@ class PathOut(_Api):
     weeks_to_goal: float
 
 
+class PriceRunInfo(_Api):
+    """A ``polku allocate`` run whose congestion prices ordered the suggestions."""
+
+    run_id: str
+    reference_date: date
+    created_at: datetime
+    solver: str
+    model_version: str | None = None
+
+
 class SuggestionsResponse(_Api):
     """Suggestions per kind, exclusions and paths, with the model that served them."""
 
@@ -260,6 +277,9 @@ class SuggestionsResponse(_Api):
     suggestions: list[KindSuggestions]
     excluded: ExclusionSummary
     paths: list[PathOut] = Field(default_factory=list)
+    price_run: PriceRunInfo | None = Field(
+        default=None, description="The congestion price run applied (null: none for the centre, or switched off)."
+    )
 
 
 # -------------------------------------------------------------------------------------------- candidates

@@ -22,9 +22,10 @@ from features.records import KINDS, ClientProfile, Opportunity
 from features.taxonomy import default_taxonomy
 from models.explain import RemedyIndex, explain, outcome_reasons, readiness
 from models.explain import gaps as explain_gaps
-from models.messages import exclusion_text
+from models.messages import exclusion_text, reason_text
 from models.paths import PathPlanner
 from service.auth import Principal, ensure_centre
+from service.congestion import CentrePrices, centre_prices
 from service.deps import actor_of
 from service.metrics import ServiceMetrics
 from service.model_holder import Snapshot
@@ -132,8 +133,11 @@ def suggestions_for(
     if not client.consent.matching:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="client has not consented to matching")
     repo.write_audit(session, actor_of(principal), [client.client_id], purpose)
+    prices = None
+    if req.congestion_aware and not snapshot.loaded.fallback:  # prices are in the learnt model's score units
+        prices = centre_prices(session, snapshot, client.centre)
     session.commit()
-    response = suggest(client, req, snapshot, today)
+    response = suggest(client, req, snapshot, today, prices=prices)
     for group in response.suggestions:
         metrics.suggestions.labels(kind=group.kind).inc()
     if response.model.fallback:
@@ -173,7 +177,14 @@ def candidates_for(
     return response
 
 
-def suggest(client: ClientProfile, req: SuggestionsRequest, snapshot: Snapshot, today: date) -> SuggestionsResponse:
+def suggest(
+    client: ClientProfile,
+    req: SuggestionsRequest,
+    snapshot: Snapshot,
+    today: date,
+    *,
+    prices: CentrePrices | None = None,
+) -> SuggestionsResponse:
     """Top-k opportunities per kind with reasons, gaps and remedies, exclusions, and optionally paths.
 
     Args:
@@ -181,6 +192,8 @@ def suggest(client: ClientProfile, req: SuggestionsRequest, snapshot: Snapshot, 
         req: the validated request.
         snapshot: model and catalogue to use for the whole answer.
         today: default reference date.
+        prices: the centre's congestion prices; when a run exists, each list is sorted by score minus price and
+            an item that moved says so in its reasons.
     """
     ref = req.reference_date or today
     cat = snapshot.catalogue
@@ -191,7 +204,8 @@ def suggest(client: ClientProfile, req: SuggestionsRequest, snapshot: Snapshot, 
     enc = model.encode_client(client)
     groups: list[KindSuggestions] = []
     candidates = [eligible[kinds_arr[eligible] == KINDS.index(kind)] for kind in req.kinds]
-    results = model.rank_groups(enc, snapshot.items, candidates, req.k, ref)
+    price_of = prices.prices if prices is not None else None
+    results = model.rank_groups(enc, snapshot.items, candidates, req.k, ref, prices=price_of)
     for kind, idx, result in zip(req.kinds, candidates, results, strict=True):
         items = []
         reference = model.outcome_reference(kind)
@@ -204,6 +218,9 @@ def suggest(client: ClientProfile, req: SuggestionsRequest, snapshot: Snapshot, 
             if outcome:
                 found = [*found, *outcome_reasons(outcome, reference, req.lang)]
             reasons = [Reason(feature=r.code, text=r.text, weight=round(float(r.weight), 4)) for r in found]
+            price = None if price_of is None else float(price_of[int(pos)])
+            if result.plain_ranks is not None and price is not None:
+                reasons = [*_congestion_reasons(rank, int(result.plain_ranks[rank - 1]), price, req.lang), *reasons]
             items.append(
                 SuggestionItem(
                     opportunity_id=o.opportunity_id,
@@ -220,6 +237,7 @@ def suggest(client: ClientProfile, req: SuggestionsRequest, snapshot: Snapshot, 
                     next_start=o.intake.next_start(ref),
                     needs_te_decision=o.needs_te_decision,
                     seats_left=o.seats_left,
+                    congestion_price=None if price is None else round(price, 6),
                 )
             )
         groups.append(KindSuggestions(kind=kind, count=len(items), eligible=int(idx.size), items=items))
@@ -233,7 +251,17 @@ def suggest(client: ClientProfile, req: SuggestionsRequest, snapshot: Snapshot, 
         suggestions=groups,
         excluded=ExclusionSummary(total=sum(counts.values()), by_reason=counts, named=named),
         paths=paths,
+        price_run=prices.run if prices is not None else None,
     )
+
+
+def _congestion_reasons(rank: int, plain_rank: int, price: float, lang: str) -> list[Reason]:
+    """Why an item sits where it does when congestion prices moved it (nothing when it did not move)."""
+    if rank < plain_rank:
+        return [Reason(feature="congestion", text=reason_text("congestion_alternative", lang), weight=0.0)]
+    if rank > plain_rank and price > 0:
+        return [Reason(feature="congestion", text=reason_text("congested", lang), weight=round(-price, 4))]
+    return []
 
 
 def _outcome_of(outcomes: Mapping[str, Any] | None, row: int) -> dict[str, float]:

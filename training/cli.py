@@ -64,19 +64,35 @@ def train_cmd(
             dir_okay=False,
         ),
     ] = None,
+    dask: Annotated[
+        bool, typer.Option("--dask", help="Train the LightGBM stage with lightgbm.dask over partitioned rows.")
+    ] = False,
+    scheduler: Annotated[
+        str | None, typer.Option("--scheduler", help="With --dask: existing scheduler tcp://host:8786 (default local).")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="With --dask: workers of the embedded LocalCluster.")] = 2,
 ) -> None:
     """Train the LightGBM ranker, evaluate every ranker, log and register in MLflow, apply the gate."""
+    import contextlib
+
     from training.train import train
 
     _setup_logging()
     cfg = _load_config(config_file, seed)
-    result = train(
-        _world_dir(world),
-        config=cfg,
-        promote=promote or if_no_champion,
-        if_no_champion=if_no_champion,
-        feedback=feedback,
-    )
+    with contextlib.ExitStack() as stack:
+        trainer = None
+        if dask:
+            from training.distributed import dask_booster_trainer, dask_client
+
+            trainer = dask_booster_trainer(stack.enter_context(dask_client(scheduler, workers)))
+        result = train(
+            _world_dir(world),
+            config=cfg,
+            promote=promote or if_no_champion,
+            if_no_champion=if_no_champion,
+            feedback=feedback,
+            booster_trainer=trainer,
+        )
     typer.echo(result.table)
     if feedback is not None:
         stats = result.feedback_stats
@@ -112,8 +128,15 @@ def evaluate_cmd(
     world: WorldOption = None,
     model_uri: Annotated[str, typer.Option("--model", help="Model URI to evaluate.")] = "models:/polku-ranker@champion",
     config_file: Annotated[Path | None, typer.Option("--config", help="YAML file with TrainConfig fields.")] = None,
+    morning: Annotated[
+        bool, typer.Option("--morning/--no-morning", help="Also simulate each centre's morning under seat capacity.")
+    ] = True,
 ) -> None:
-    """Evaluate a registered model against the baselines and the oracle on the world's test cohort."""
+    """Evaluate a registered model against the baselines and the oracle on the world's test cohort.
+
+    With ``--morning`` (default) the report also has the morning simulation: plain ranking against
+    congestion-aware ranking under seat capacity (``training.morning``).
+    """
     import mlflow
 
     from features.paths import mlflow_tracking_uri
@@ -131,6 +154,11 @@ def evaluate_cmd(
     models = {"model": load_polku_model(model_uri), **build_models(data, None, cfg)}
     report = evaluate_models(models, build_test_set(w, data.split, cfg), cfg)
     typer.echo(markdown_table(report))
+    if morning:
+        from training.morning import morning_table, simulate_morning
+
+        report["morning"] = simulate_morning(w, models["model"])
+        typer.echo("\n" + morning_table(report["morning"]))
 
 
 @app.command("evaluate-coding")

@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from features.records import KINDS
 from models.outcome import OutcomeAwareRanker
+from models.rankers import BoosterTrainer
 from models.slates import fit_slate_logit
 from training import item_effects as ie
 from training.config import TrainConfig
@@ -78,12 +79,15 @@ def _log_loss(p: npt.NDArray[np.float64], y: npt.NDArray[np.bool_]) -> float:
     return float(-np.mean(np.where(y, np.log(q), np.log(1 - q)))) if y.size else float("nan")
 
 
-def fit_outcome_ranker(data: TrainingData, cfg: TrainConfig) -> OutcomeFit:
+def fit_outcome_ranker(
+    data: TrainingData, cfg: TrainConfig, *, booster_trainer: BoosterTrainer | None = None
+) -> OutcomeFit:
     """Run the six steps of the module docstring on one training set.
 
     Args:
         data: from :func:`training.datasets.build_training_data` (its featurizer receives the item effects).
         cfg: run configuration (LightGBM parameters, rounds, value weights, seed).
+        booster_trainer: train the acceptance booster elsewhere (``polku train --dask``).
 
     Returns:
         The fitted ranker, the item effects and the updated training data.
@@ -96,6 +100,7 @@ def fit_outcome_ranker(data: TrainingData, cfg: TrainConfig) -> OutcomeFit:
         early_stopping_rounds=cfg.early_stopping_rounds,
         weights=cfg.value_weights,
         seed=cfg.seed,
+        booster_trainer=booster_trainer,
     )
     eval_set = None
     if valid is not None and valid.shown.any():

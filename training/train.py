@@ -14,7 +14,7 @@ from training.config import TrainConfig
 if TYPE_CHECKING:
     from models.outcome import OutcomeAwareRanker
     from models.package import PolkuModel
-    from models.rankers import Ranker
+    from models.rankers import BoosterTrainer, Ranker
     from training.datasets import TrainingData
     from training.evaluate import TestSet
     from training.outcome_training import OutcomeFit
@@ -59,19 +59,20 @@ def _stage(desc: str) -> Any:
     return tqdm(total=1, desc=desc, disable=not sys.stderr.isatty(), leave=False)
 
 
-def fit_ranker(data: TrainingData, cfg: TrainConfig) -> OutcomeFit:
+def fit_ranker(data: TrainingData, cfg: TrainConfig, *, booster_trainer: BoosterTrainer | None = None) -> OutcomeFit:
     """Fit the outcome-aware ranker (acceptance model, item effects, outcome stages; see ``models.outcome``).
 
     Args:
         data: from :func:`training.datasets.build_training_data` (its featurizer receives the item effects).
         cfg: run configuration.
+        booster_trainer: train the acceptance booster elsewhere (``training.distributed``, ``--dask``).
 
     Returns:
         The fitted ranker with the item effects and the training data whose rows carry them.
     """
     from training.outcome_training import fit_outcome_ranker
 
-    return fit_outcome_ranker(data, cfg)
+    return fit_outcome_ranker(data, cfg, booster_trainer=booster_trainer)
 
 
 def build_models(data: TrainingData, ranker: Ranker | None, cfg: TrainConfig) -> dict[str, PolkuModel]:
@@ -237,6 +238,7 @@ def train(
     if_no_champion: bool = False,
     tracking_uri: str | None = None,
     feedback: str | Path | None = None,
+    booster_trainer: BoosterTrainer | None = None,
 ) -> TrainResult:
     """Train, evaluate against every baseline and the oracle, log and register in MLflow, optionally promote.
 
@@ -248,6 +250,7 @@ def train(
         tracking_uri: MLflow tracking URI (default ``features.paths.mlflow_tracking_uri()``).
         feedback: a file written by ``polku export-training-data``; its recorded decisions and outcomes are
             appended to the training rows (never to the test cohort) and logged as the ``feedback`` dataset.
+        booster_trainer: train the acceptance booster elsewhere (``polku train --dask``).
 
     Returns:
         The run's ids, report and decision.
@@ -272,7 +275,7 @@ def train(
         data = build_training_data(world, cfg, feedback_data)
         bar.update(1)
     with _stage("fit the outcome-aware model") as bar:
-        fit = fit_ranker(data, cfg)
+        fit = fit_ranker(data, cfg, booster_trainer=booster_trainer)
         data = fit.data
         bar.update(1)
     models = build_models(data, fit.ranker, cfg)

@@ -113,6 +113,8 @@ DATA_MAP: tuple[TablePolicy, ...] = (
     TablePolicy("opportunities", "none", client_column=""),
     TablePolicy("model_events", "none", client_column=""),
     TablePolicy("store_versions", "none", client_column=""),
+    TablePolicy("price_runs", "none", client_column=""),  # counts and totals only (polku allocate)
+    TablePolicy("item_prices", "none", client_column=""),
 )
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String
+from sqlalchemy import JSON, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -133,3 +133,40 @@ class StoreVersionRow(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, default=0)
     changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PriceRunRow(Base):
+    """One ``polku allocate`` run for a centre: which model, which day, which solver, how long, how good.
+
+    Holds no client identifiers: only counts and totals (the per-client allocation is not stored).
+    """
+
+    __tablename__ = "price_runs"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    centre: Mapped[str] = mapped_column(String(32), index=True)
+    reference_date: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    solver: Mapped[str] = mapped_column(String(16))
+    seconds: Mapped[float] = mapped_column(Float)
+    population: Mapped[int] = mapped_column(Integer)  # clients allocated (a count; "client" names people)
+    n_items: Mapped[int] = mapped_column(Integer)
+    n_pairs: Mapped[int] = mapped_column(Integer)
+    total_value: Mapped[float] = mapped_column(Float)
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class ItemPriceRow(Base):
+    """The congestion price of one item in one run (0 for items with seats to spare), with its seats and load."""
+
+    __tablename__ = "item_prices"
+
+    run_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("price_runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    opportunity_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    price: Mapped[float] = mapped_column(Float)
+    capacity: Mapped[int] = mapped_column(Integer)
+    allocated: Mapped[int] = mapped_column(Integer)

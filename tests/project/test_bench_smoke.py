@@ -10,7 +10,17 @@ from pathlib import Path
 
 import pytest
 
-SECTIONS = ("suggestions", "service", "throughput", "model_time", "candidates", "training", "quality", "coding")
+SECTIONS = (
+    "suggestions",
+    "service",
+    "throughput",
+    "model_time",
+    "candidates",
+    "training",
+    "quality",
+    "coding",
+    "congestion",
+)
 ROOT = Path(__file__).resolve().parents[2]
 
 

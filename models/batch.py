@@ -1,0 +1,144 @@
+"""Batch scoring of every eligible (client, item) pair, the same way the service scores one client.
+
+Used by the nightly allocation (``polku allocate``, one block of clients per Dask task) and by the training-side
+morning simulation. A block is scored with :meth:`models.package.PolkuModel.score_groups`: eligibility by
+:class:`features.eligibility.EligibilityEvaluator`, one candidate list per kind, the first stage, then the ranker,
+exactly as ``POST /v1/suggestions`` does before its final sort.
+
+Dask workers never receive a pickled model. They get a :class:`ModelSource` (an MLflow model URI or the path of
+a saved bundle) and load the model themselves, once per worker process (:func:`load_source`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from features.eligibility import EligibilityEvaluator
+from features.pairs import EncodedItems
+from features.records import KINDS, ClientProfile, Opportunity
+from models.allocation import AllocationProblem, capacity_of
+from models.package import PolkuModel
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a worker loads the model from: an MLflow URI (``models:/name/3``) or a bundle directory.
+
+    Attributes:
+        uri: ``models:/...``, ``runs:/...`` or any MLflow model URI; or a local bundle path (``models.packaging``).
+        tracking_uri: the MLflow tracking URI for ``models:/`` URIs (None: MLflow's own default).
+    """
+
+    uri: str
+    tracking_uri: str | None = None
+
+
+@functools.lru_cache(maxsize=2)
+def load_source(source: ModelSource) -> PolkuModel:
+    """Load (once per process) the model a source names."""
+    from models.packaging import load_local, load_polku_model
+
+    if ":/" not in source.uri and Path(source.uri).is_dir():
+        return load_local(source.uri)
+    if source.tracking_uri:
+        import mlflow
+
+        mlflow.set_tracking_uri(source.tracking_uri)
+    return load_polku_model(source.uri)
+
+
+@dataclass(frozen=True)
+class ScoredPairs:
+    """Scored eligible pairs of a block of clients (rows index the block's clients, items the catalogue)."""
+
+    row: npt.NDArray[np.int64]
+    item: npt.NDArray[np.int64]
+    score: npt.NDArray[np.float64]
+
+    @classmethod
+    def concat(cls, parts: Sequence[ScoredPairs], offsets: Sequence[int]) -> ScoredPairs:
+        """Join blocks, shifting each block's rows by its offset."""
+        if not parts:
+            return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
+        return cls(
+            np.concatenate([p.row + off for p, off in zip(parts, offsets, strict=True)]),
+            np.concatenate([p.item for p in parts]),
+            np.concatenate([p.score for p in parts]),
+        )
+
+
+def score_clients(
+    model: PolkuModel,
+    clients: Sequence[ClientProfile],
+    opportunities: Sequence[Opportunity],
+    on: date,
+    *,
+    evaluator: EligibilityEvaluator | None = None,
+    items: EncodedItems | None = None,
+) -> ScoredPairs:
+    """Scores of every eligible pair of ``clients`` x ``opportunities`` at day ``on`` (serving's candidate rules)."""
+    evaluator = evaluator or EligibilityEvaluator(opportunities)
+    items = items if items is not None else model.encode_items(opportunities)
+    kind_of = np.array([KINDS.index(o.kind) for o in opportunities], dtype=np.int8)
+    rows: list[npt.NDArray[np.int64]] = []
+    idx: list[npt.NDArray[np.int64]] = []
+    scores: list[npt.NDArray[np.float64]] = []
+    for r, client in enumerate(clients):
+        eligible = evaluator.evaluate(client, on).eligible_indices
+        groups = [eligible[kind_of[eligible] == k] for k in range(len(KINDS))]
+        for positions, values in model.score_groups(model.encode_client(client), items, groups, on):
+            rows.append(np.full(positions.size, r, dtype=np.int64))
+            idx.append(positions.astype(np.int64))
+            scores.append(np.asarray(values, dtype=np.float64))
+    if not rows:
+        return ScoredPairs.concat([], [])
+    return ScoredPairs(np.concatenate(rows), np.concatenate(idx), np.concatenate(scores))
+
+
+_PREPARED: dict[tuple[ModelSource, str], tuple[EligibilityEvaluator, EncodedItems]] = {}
+"""Per worker process: the eligibility index and encoded catalogue of the last catalogues seen (by key)."""
+
+
+def score_block(
+    source: ModelSource,
+    clients: Sequence[ClientProfile],
+    opportunities: Sequence[Opportunity],
+    catalogue_key: str,
+    on: date,
+) -> ScoredPairs:
+    """A Dask task: load the model (once per worker), prepare the catalogue (once per key), score a client block.
+
+    ``opportunities`` is normally a scattered list, so each worker holds the catalogue once; ``catalogue_key``
+    names it (e.g. centre and fingerprint) so that its eligibility index and encoding are built once per worker.
+    """
+    model = load_source(source)
+    key = (source, catalogue_key)
+    prepared = _PREPARED.get(key)
+    if prepared is None:
+        if len(_PREPARED) >= 4:
+            _PREPARED.clear()
+        prepared = (EligibilityEvaluator(opportunities), model.encode_items(opportunities))
+        _PREPARED[key] = prepared
+    evaluator, items = prepared
+    return score_clients(model, clients, opportunities, on, evaluator=evaluator, items=items)
+
+
+def allocation_problem(
+    pairs: ScoredPairs, n_clients: int, opportunities: Sequence[Opportunity], on: date
+) -> AllocationProblem:
+    """The allocation of scored pairs: one agent per (client, kind), agent ``row * 3 + kind``.
+
+    A client can take one item of each kind, as each kind is its own suggestion list; seats are the next
+    intake's (:func:`models.allocation.capacity_of`).
+    """
+    kind_of = np.array([KINDS.index(o.kind) for o in opportunities], dtype=np.int64)
+    agent = pairs.row * len(KINDS) + kind_of[pairs.item]
+    capacity = [capacity_of(o, on) for o in opportunities]
+    return AllocationProblem.build(agent, pairs.item, pairs.score, capacity, n_clients * len(KINDS))

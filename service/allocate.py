@@ -1,0 +1,287 @@
+"""The nightly allocation (``polku allocate``): score every eligible pair on Dask, solve, store congestion prices.
+
+For each centre: the clients who consented to matching and the centre's catalogue are read from the store; blocks
+of clients are scored as Dask tasks with the champion (:func:`models.batch.score_block`, the serving code; the
+workers load the model from its MLflow URI or a bundle path, never a pickle of a live model); the allocation is
+solved per (client, kind) list with :mod:`models.allocation`; the prices per item and the run's metadata are
+written to the store (``service.storage.prices``) and logged to MLflow as a batch run (counts, totals and times,
+never client identifiers). Services pick a new run up at their next request for that centre.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from features.records import ClientProfile, Opportunity
+from models.allocation import Solver, solve
+from models.batch import ModelSource, ScoredPairs, allocation_problem, score_block
+from models.package import ModelLoadError
+from service.settings import Settings
+from service.storage import repositories as repo
+from service.storage.db import make_engine, make_session_factory, migrate, session_scope
+from service.storage.prices import ItemPrice, matching_clients, save_price_run
+from service.storage.tables import PriceRunRow
+
+logger = logging.getLogger(__name__)
+
+EXPERIMENT: Final = "polku-allocation"
+DEFAULT_BLOCK_CLIENTS: Final = 200
+
+
+@dataclass(frozen=True)
+class AllocateOptions:
+    """What ``polku allocate`` does.
+
+    Attributes:
+        centres: centres to allocate (each gets its own run).
+        on: reference date (eligibility, next intake, waiting times).
+        solver: ``highs`` (default) or ``sinkhorn``.
+        scheduler: address of an existing Dask scheduler (``tcp://host:8786``); None starts a LocalCluster.
+        workers: workers of the embedded LocalCluster.
+        processes: the embedded cluster's workers are processes (start in seconds each, then score in
+            parallel: large catalogues); False (default): threads of this process, which start at once and are
+            faster for one centre of the default world, where starting processes costs more than scoring.
+        bundle: score with a saved model bundle (a directory every worker can read) instead of the registry.
+        block_clients: clients per Dask task.
+        log_mlflow: log each run to MLflow (experiment ``polku-allocation``).
+    """
+
+    centres: tuple[str, ...]
+    on: date
+    solver: Solver = "highs"
+    scheduler: str | None = None
+    workers: int = 2
+    processes: bool = False
+    bundle: Path | None = None
+    block_clients: int = DEFAULT_BLOCK_CLIENTS
+    log_mlflow: bool = True
+
+
+@dataclass(frozen=True)
+class CentreAllocation:
+    """The outcome of one centre's run (what the CLI prints and MLflow records)."""
+
+    run_id: str
+    centre: str
+    n_clients: int
+    n_items: int
+    n_pairs: int
+    priced_items: int
+    allocated: int
+    total_value: float
+    score_seconds: float
+    solve_seconds: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Model:
+    source: ModelSource
+    name: str
+    version: str | None
+
+
+def _resolve_model(settings: Settings, bundle: Path | None, ship_to: Path | None) -> _Model:
+    """The source workers load: a bundle, or the registry version the alias points at now (pinned).
+
+    With ``ship_to`` (the embedded LocalCluster, whose workers share this machine's disk) the registry model is
+    downloaded once here and shipped as a bundle, so workers neither import MLflow nor download it each.
+    """
+    if bundle is not None:
+        from models.packaging import load_local
+
+        meta = load_local(bundle).metadata
+        return _Model(ModelSource(str(bundle.resolve())), str(meta.get("name", "bundle")), str(meta.get("version")))
+    import mlflow
+
+    from models.packaging import load_polku_model, save_local
+
+    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    try:
+        mv = client.get_model_version_by_alias(settings.model_name, settings.model_alias)
+    except mlflow.exceptions.MlflowException as exc:
+        raise ModelLoadError(f"{settings.model_uri}: no such registered model version") from exc
+    uri = f"models:/{settings.model_name}/{mv.version}"
+    source = ModelSource(uri, settings.mlflow_tracking_uri)
+    if ship_to is not None:
+        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+        source = ModelSource(str(save_local(load_polku_model(uri), ship_to / "bundle")))
+    return _Model(source, settings.model_name, str(mv.version))
+
+
+@contextmanager
+def dask_client(scheduler: str | None, workers: int, *, processes: bool = True) -> Iterator[Any]:
+    """A Dask client on an existing scheduler, or on an embedded LocalCluster (closed afterwards)."""
+    import distributed
+
+    # distributed's constructors are untyped; the client is used through Any anyway.
+    Client: Any = distributed.Client  # noqa: N806
+    LocalCluster: Any = distributed.LocalCluster  # noqa: N806
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    with (
+        LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def score_on_dask(
+    client: Any,
+    source: ModelSource,
+    clients: Sequence[ClientProfile],
+    opportunities: Sequence[Opportunity],
+    catalogue_key: str,
+    on: date,
+    block_clients: int = DEFAULT_BLOCK_CLIENTS,
+) -> ScoredPairs:
+    """Score ``clients`` x ``opportunities`` as one Dask task per block of clients (catalogue scattered once)."""
+    catalogue = client.scatter(list(opportunities), broadcast=True)
+    starts = list(range(0, len(clients), max(block_clients, 1)))
+    futures = [
+        client.submit(
+            score_block, source, list(clients[s : s + block_clients]), catalogue, catalogue_key, on, pure=False
+        )
+        for s in starts
+    ]
+    return ScoredPairs.concat(client.gather(futures), starts)
+
+
+def allocate_centre(
+    client: Any,
+    model: _Model,
+    clients: Sequence[ClientProfile],
+    opportunities: Sequence[Opportunity],
+    options: AllocateOptions,
+    catalogue_key: str,
+) -> tuple[CentreAllocation, list[ItemPrice]]:
+    """Score, solve and summarise one centre (nothing is written here)."""
+    start = time.perf_counter()
+    on = options.on
+    pairs = score_on_dask(client, model.source, clients, opportunities, catalogue_key, on, options.block_clients)
+    scored = time.perf_counter()
+    problem = allocation_problem(pairs, len(clients), opportunities, options.on)
+    result = solve(problem, options.solver)
+    taken = np.bincount(result.assignment[result.assignment >= 0], minlength=len(opportunities))
+    items = [
+        ItemPrice(o.opportunity_id, float(result.prices[j]), int(problem.capacity[j]), int(taken[j]))
+        for j, o in enumerate(opportunities)
+    ]
+    summary = CentreAllocation(
+        run_id=uuid.uuid4().hex,
+        centre=opportunities[0].centre if opportunities else "",
+        n_clients=len(clients),
+        n_items=len(opportunities),
+        n_pairs=int(pairs.row.size),
+        priced_items=int(result.binding.sum()),
+        allocated=int((result.assignment >= 0).sum()),
+        total_value=float(result.value),
+        score_seconds=scored - start,
+        solve_seconds=result.seconds,
+        seconds=time.perf_counter() - start,
+    )
+    return summary, items
+
+
+def run_allocation(settings: Settings, options: AllocateOptions) -> list[CentreAllocation]:
+    """``polku allocate``: one run per centre, written to the store (and MLflow); returns the summaries."""
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    factory = make_session_factory(engine)
+    out: list[CentreAllocation] = []
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="polku-allocate-") as tmp,
+            dask_client(options.scheduler, options.workers, processes=options.processes) as client,
+        ):
+            model = _resolve_model(settings, options.bundle, None if options.scheduler else Path(tmp))
+            for centre in options.centres:
+                with session_scope(factory) as session:
+                    clients = matching_clients(session, centre)
+                    opportunities = [o for o in repo.all_opportunities(session) if o.centre == centre]
+                    fingerprint = repo.catalogue_fingerprint(session)
+                if not clients or not opportunities:
+                    logger.info(
+                        "%s: nothing to allocate (%d clients, %d items)", centre, len(clients), len(opportunities)
+                    )
+                    continue
+                key = f"{centre}:{fingerprint[0]}:{fingerprint[1]}"
+                summary, items = allocate_centre(client, model, clients, opportunities, options, key)
+                summary = CentreAllocation(**{**asdict(summary), "centre": centre})
+                mlflow_run = _log_mlflow(settings, model, options, summary) if options.log_mlflow else None
+                with session_scope(factory) as session:
+                    save_price_run(session, _run_row(model, options, summary, mlflow_run), items)
+                    session.commit()
+                out.append(summary)
+    finally:
+        engine.dispose()
+    return out
+
+
+def _run_row(model: _Model, options: AllocateOptions, s: CentreAllocation, mlflow_run: str | None) -> PriceRunRow:
+    return PriceRunRow(
+        run_id=s.run_id,
+        centre=s.centre,
+        reference_date=options.on,
+        model_name=model.name,
+        model_version=model.version,
+        solver=options.solver,
+        seconds=round(s.seconds, 3),
+        population=s.n_clients,
+        n_items=s.n_items,
+        n_pairs=s.n_pairs,
+        total_value=s.total_value,
+        mlflow_run_id=mlflow_run,
+    )
+
+
+def _log_mlflow(settings: Settings, model: _Model, options: AllocateOptions, s: CentreAllocation) -> str | None:
+    """Log one centre's run (params and counts only; no client identifiers). Failures are logged, not fatal."""
+    try:
+        import mlflow
+
+        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+        mlflow.set_experiment(EXPERIMENT)
+        with mlflow.start_run(run_name=f"allocate-{s.centre}-{options.on.isoformat()}") as run:
+            mlflow.set_tags({"polku.kind": "batch_allocation", "polku.price_run": s.run_id})
+            mlflow.log_params(
+                {
+                    "centre": s.centre,
+                    "reference_date": options.on.isoformat(),
+                    "solver": options.solver,
+                    "model_name": model.name,
+                    "model_version": model.version,
+                    "scheduler": "external" if options.scheduler else f"local:{options.workers}",
+                    "block_clients": options.block_clients,
+                }
+            )
+            mlflow.log_metrics(
+                {
+                    "allocation/clients": s.n_clients,
+                    "allocation/items": s.n_items,
+                    "allocation/pairs": s.n_pairs,
+                    "allocation/priced_items": s.priced_items,
+                    "allocation/allocated": s.allocated,
+                    "allocation/total_value": s.total_value,
+                    "allocation/score_seconds": s.score_seconds,
+                    "allocation/solve_seconds": s.solve_seconds,
+                    "allocation/seconds": s.seconds,
+                }
+            )
+            return str(run.info.run_id)
+    except Exception as exc:  # noqa: BLE001 - the prices are still written; the log line says why MLflow was skipped
+        logger.warning("allocation run not logged to MLflow (%s)", type(exc).__name__)
+        return None
