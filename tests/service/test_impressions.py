@@ -7,8 +7,9 @@ import json
 import uuid
 from pathlib import Path
 
-import numpy as np
+import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from models.exploration import PlackettLuce
@@ -201,15 +202,7 @@ def _suggest_env(env: ApiEnv, body: dict[str, object]) -> dict[str, object]:
     return result
 
 
-def test_propensities_are_the_conditional_plackett_luce_probabilities() -> None:
-    policy = PlackettLuce(0.5)
-    scores = np.array([3.0, 2.5, 2.0, 1.0, 0.9, 0.5, 0.1, -1.0])
-    slate = policy.select(scores, 6, seed=7)
-    assert list(slate.order[:3]) == [0, 1, 2]
-    assert np.allclose(policy.conditional_propensities(scores, slate.order), slate.propensities)
-    # Monte Carlo check of the first sampled place: P(item at place 4) = w_i / sum of the unplaced weights.
-    w = np.exp((scores[3:] - scores.max()) / 0.5)
-    expected = w / w.sum()
-    draws = np.array([policy.select(scores, 4, seed=s).order[3] for s in range(4000)])
-    freq = np.bincount(draws, minlength=8)[3:] / draws.size
-    assert np.allclose(freq, expected, atol=0.03)
+def test_exploration_setting_fails_fast_naming_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="POLKU_EXPLORATION"):
+        make_settings("sqlite://", tmp_path, exploration="lots")
+    assert make_settings("sqlite://", tmp_path).exploration == "off"
