@@ -63,6 +63,10 @@ class SlatePolicy(Protocol):
         """The slate of at most ``k`` candidates of ``scores`` (``seed`` makes a sampled slate reproducible)."""
         ...
 
+    def conditional_propensities(self, scores: npt.ArrayLike, order: npt.ArrayLike) -> FloatArray:
+        """Each position's probability of ``order``'s item given the items above it (0 where impossible)."""
+        ...
+
 
 def _best_first(scores: FloatArray) -> IntArray:
     return np.argsort(-scores, kind="stable").astype(np.int64)
@@ -82,6 +86,14 @@ class Deterministic:
         s = np.asarray(scores, dtype=np.float64).reshape(-1)
         order = _best_first(s)[: max(k, 0)]
         return Slate(order, np.ones(order.size), explored=False, policy=self.name)
+
+    def conditional_propensities(self, scores: npt.ArrayLike, order: npt.ArrayLike) -> FloatArray:
+        """1 where ``order`` follows the score order (ties by input order), 0 from the first departure on."""
+        s = np.asarray(scores, dtype=np.float64).reshape(-1)
+        shown = np.asarray(order, dtype=np.int64).reshape(-1)
+        ranked = _best_first(s)[: shown.size]
+        same = np.cumprod(shown == ranked[: shown.size]) if shown.size <= ranked.size else np.zeros(shown.size)
+        return np.asarray(same, dtype=np.float64)
 
 
 @dataclass(frozen=True)

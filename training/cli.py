@@ -1,4 +1,4 @@
-"""Typer sub-app for offline work: world, train, evaluate, evaluate-coding, promote, rollback (lazy heavy imports)."""
+"""Typer sub-app for offline work: world, train, evaluate, evaluate-coding, promote, simulate, rollback."""
 
 from __future__ import annotations
 
@@ -168,6 +168,46 @@ def promote_cmd(
     test = build_test_set(w, time_split(w, cfg.test_cohort), cfg)
     d = promote(version, test=test, config=cfg)
     typer.echo(f"promotion: v{d.version} -> {d.alias or 'no alias change'}: {d.reason}")
+
+
+@app.command("simulate")
+def simulate_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Write the JSON report here.")],
+    rounds: Annotated[int, typer.Option("--rounds", min=1, max=10, help="Deployment rounds after the history.")] = 3,
+    policy: Annotated[
+        str, typer.Option("--policy", help="points, learned, or all (the three loops of the comparison).")
+    ] = "learned",
+    exploration: Annotated[
+        float | None, typer.Option("--exploration", min=0.0, help="Plackett-Luce temperature (default: off).")
+    ] = None,
+    clients: Annotated[int, typer.Option("--clients", min=100, help="Clients of the three history cohorts.")] = 3000,
+    seed: Annotated[int, typer.Option("--seed", help="World and simulation seed.")] = 7,
+    config_file: Annotated[Path | None, typer.Option("--config", help="YAML file with TrainConfig fields.")] = None,
+) -> None:
+    """Closed-loop simulation: serve new cohorts, log with propensities, retrain, gate; report per round."""
+    import json
+
+    from training.simulate import SimulationConfig, compare_loops, simulate, summary_table
+
+    _setup_logging()
+    cfg = _load_config(config_file, seed)
+    if policy == "all":
+        report = compare_loops(rounds, exploration=exploration or 0.5, seed=seed, clients=clients, train=cfg)
+    elif policy in ("points", "learned"):
+        run = SimulationConfig(
+            rounds=rounds,
+            policy=policy,  # type: ignore[arg-type]
+            exploration=exploration or None,
+            clients=clients,
+            seed=seed,
+            train=cfg,
+        )
+        report = {"loops": [simulate(run)]}
+    else:
+        raise typer.BadParameter("--policy must be points, learned or all")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")
+    typer.echo(summary_table(report))
 
 
 @app.command("rollback")
