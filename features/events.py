@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
-from features.records import ClientId, OpportunityId, iso_text_only
+from features.records import ClientId, IsoDate, OpportunityId, iso_text_only
 
 EventId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{7,79}$")]
 ImpressionId = Annotated[
@@ -83,4 +83,5 @@ class ImpressionRecord(BaseModel):
     policy: str = Field(max_length=64)
     explored: bool
     model_version: str | None = Field(default=None, max_length=64)
+    reference_date: IsoDate
     shown_at: IsoDateTime

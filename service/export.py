@@ -73,6 +73,7 @@ def _impression_record(row: ImpressionRow, salt: bytes) -> dict[str, object]:
         "policy": row.policy,
         "explored": row.explored,
         "model_version": row.model_version,
+        "reference_date": row.reference_date.isoformat(),
         "shown_at": repo.as_utc(row.shown_at).isoformat(),
     }
 

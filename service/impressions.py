@@ -12,7 +12,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -166,6 +166,7 @@ def impression_row(
     policy: str,
     propensity: float,
     explored: bool,
+    reference_date: date,
     shown_at: datetime | None = None,
 ) -> Row:
     """One impression row (columns of ``impressions``)."""
@@ -182,5 +183,6 @@ def impression_row(
         "policy": policy,
         "propensity": float(propensity),
         "explored": bool(explored),
+        "reference_date": reference_date,
         "shown_at": shown_at or utcnow(),
     }

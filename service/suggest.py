@@ -188,6 +188,7 @@ def candidates_for(
                 policy=response.policy,
                 propensity=float(p),
                 explored=response.explored,
+                reference_date=req.reference_date or today,
             )
             for c, p in zip(response.data, propensities, strict=True)
         ]
@@ -265,6 +266,7 @@ def serve_suggestions(
                     policy=result.policy,
                     propensity=float(props[rank - 1]),
                     explored=result.explored,
+                    reference_date=ref,
                 )
             )
             outcome = _outcome_of(result.outcomes, rank - 1)

@@ -154,17 +154,38 @@ def evaluate_coding_cmd(
 def promote_cmd(
     version: Annotated[int, typer.Option("--version", help="Registered version to put through the gate.")],
     world: WorldOption = None,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline-policy-evaluation",
+            help="Judge the version from logged impressions alone (IPS/SNIPS/DR), not from the world's truth.",
+        ),
+    ] = False,
+    logs: Annotated[
+        Path | None,
+        typer.Option("--logs", help="Export of `polku export-training-data` (with --offline-policy-evaluation)."),
+    ] = None,
 ) -> None:
-    """Re-evaluate a version and the champion on the world's test cohort and apply the promotion gate."""
+    """Re-evaluate a version and the champion on the world's test cohort and apply the promotion gate.
+
+    With --offline-policy-evaluation the version is judged from logged slates and their propensities only; the
+    world supplies just the catalogue the slates were served from.
+    """
     from training.config import TrainConfig  # noqa: F811 - runtime import of the TYPE_CHECKING name
     from training.datasets import time_split
     from training.evaluate import build_test_set
-    from training.promote import promote
+    from training.promote import promote, promote_offline
     from training.world import World
 
     _setup_logging()
     cfg = TrainConfig()
     w = World.load(_world_dir(world))
+    if offline:
+        if logs is None:
+            raise typer.BadParameter("--logs is required with --offline-policy-evaluation", param_hint="--logs")
+        d = promote_offline(version, logs=logs, opportunities=w.opportunities, config=cfg)
+        typer.echo(f"promotion (offline): v{d.version} -> {d.alias or 'no alias change'}: {d.reason}")
+        return
     test = build_test_set(w, time_split(w, cfg.test_cohort), cfg)
     d = promote(version, test=test, config=cfg)
     typer.echo(f"promotion: v{d.version} -> {d.alias or 'no alias change'}: {d.reason}")

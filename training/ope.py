@@ -155,16 +155,22 @@ def _terms(logs: LoggedSlates, clip: float, kind: str) -> tuple[FloatArray, Floa
 
 
 def _snips_value(w: FloatArray, logs: LoggedSlates, z: FloatArray, queries: FloatArray) -> float:
-    """SNIPS: each position's weighted rewards divided by that position's mean weight (not by the query count)."""
+    """SNIPS: each position's weighted rewards divided by that position's summed weight instead of its count.
+
+    A position that only some slates have (short slates) keeps its share of the queries, so with all weights 1
+    SNIPS equals IPS equals the logged mean.
+    """
     v = dcg_weights(logs.position)
+    total_queries = float(np.sum(queries))
     total = 0.0
     for j in np.unique(logs.position):
         at = logs.position == j
         q = logs.query[at]
         mult = queries[q]
         denom = float(np.sum(w[at] * mult))
-        if denom > 0:
-            total += float(np.sum(mult * v[at] * w[at] * logs.reward[at] / z[q])) / denom
+        if denom > 0 and total_queries > 0:
+            share = float(np.sum(mult)) / total_queries
+            total += share * float(np.sum(mult * v[at] * w[at] * logs.reward[at] / z[q])) / denom
     return total
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, MetaData, String
+from sqlalchemy import JSON, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -141,8 +141,9 @@ class ImpressionRow(Base):
     A suggestions slate names the client and each shown opportunity; a candidates slate names the opportunity
     and each shown client. ``propensity`` is the probability, under the serving policy, that this item was
     chosen at this ``position`` given the items placed before it (``models.exploration``); 1.0 for the
-    deterministic policy. Erasure deletes a client's rows; retention deletes rows older than
-    ``POLKU_RETENTION_IMPRESSIONS_DAYS``.
+    deterministic policy. ``reference_date`` is the day the ranking was computed for (features and eligibility
+    depend on it), so a logged slate can be replayed exactly under another model. Erasure deletes a client's
+    rows; retention deletes rows older than ``POLKU_RETENTION_IMPRESSIONS_DAYS``.
     """
 
     __tablename__ = "impressions"
@@ -160,4 +161,5 @@ class ImpressionRow(Base):
     policy: Mapped[str] = mapped_column(String(64))
     propensity: Mapped[float] = mapped_column(Float)
     explored: Mapped[bool] = mapped_column(Boolean, default=False)
+    reference_date: Mapped[date] = mapped_column(Date)
     shown_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("policy", sa.String(length=64), nullable=False),
         sa.Column("propensity", sa.Float(), nullable=False),
         sa.Column("explored", sa.Boolean(), nullable=False),
+        sa.Column("reference_date", sa.Date(), nullable=False),
         sa.Column("shown_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_impressions")),
     )
