@@ -141,6 +141,7 @@ class OutcomeAwareRanker(Ranker):
         *,
         feature_names: Sequence[str],
         eval_set: tuple[Matrix, npt.ArrayLike, npt.ArrayLike] | None = None,
+        sample_weight: npt.ArrayLike | None = None,
     ) -> OutcomeAwareRanker:
         """Fit the acceptance lambdarank on ``y >= 1`` (accepted) per query.
 
@@ -151,6 +152,7 @@ class OutcomeAwareRanker(Ranker):
             feature_names: column names of ``X``.
             eval_set: validation ``(X, y, group)`` for early stopping; pass *shown* rows only, since unshown
                 negatives are a training device and make validation NDCG nearly constant.
+            sample_weight: per-row weights of the lambdarank (e.g. inverse-propensity weights), None = all 1.
 
         Returns:
             ``self``.
@@ -167,7 +169,12 @@ class OutcomeAwareRanker(Ranker):
             params=self.params, num_boost_round=self.num_boost_round, early_stopping_rounds=self.early_stopping_rounds
         )
         self.acceptance_ = ranker.fit(
-            arr[:, cols], accepted, group, feature_names=[self._names()[i] for i in cols], eval_set=eval_cut
+            arr[:, cols],
+            accepted,
+            group,
+            feature_names=[self._names()[i] for i in cols],
+            eval_set=eval_cut,
+            sample_weight=sample_weight,
         )
         return self
 

@@ -207,6 +207,7 @@ class LightGBMRanker(Ranker):
         *,
         feature_names: Sequence[str],
         eval_set: tuple[Matrix, npt.ArrayLike, npt.ArrayLike] | None = None,
+        sample_weight: npt.ArrayLike | None = None,
     ) -> LightGBMRanker:
         """Train on rows ``X`` with graded integer labels ``y`` (0..30) and query ids ``group``.
 
@@ -216,6 +217,8 @@ class LightGBMRanker(Ranker):
             group: query id per row; rows of a query need not be contiguous.
             feature_names: one name per column.
             eval_set: optional validation ``(X, y, group)`` for early stopping.
+            sample_weight: optional weight per row (LightGBM scales each row's lambdarank gradient by it), e.g.
+                inverse-propensity weights of logged rows.
 
         Returns:
             ``self``.
@@ -229,8 +232,14 @@ class LightGBMRanker(Ranker):
             raise RankerError(f"y: expected {X_arr.shape[0]} labels, got shape {y_arr.shape}")
         order, sizes = _query_order(group, X_arr.shape[0])
         params = self._merged_params()
+        weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)[order]
         train = lgb.Dataset(
-            X_arr[order], label=y_arr[order].astype(np.int32), group=sizes, feature_name=names, free_raw_data=True
+            X_arr[order],
+            label=y_arr[order].astype(np.int32),
+            group=sizes,
+            weight=weight,
+            feature_name=names,
+            free_raw_data=True,
         )
         valid_sets: list[Any] = []
         callbacks: list[Any] = []

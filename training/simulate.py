@@ -6,7 +6,8 @@ path (:meth:`models.package.PolkuModel.rank_groups`, the eligibility rules, the 
 ``models.exploration`` with its exact propensities). Clients choose with the world's choice model (true
 utility, route biases, position bias, "none") and outcomes are drawn from the truth
 (:func:`training.world.history.respond_to_slates`): the truth is used only there and to grade. The round's
-logs join the training history, a challenger is trained on it (``training.train.fit_ranker``), and the
+logs join the training history, a challenger is trained on it (``training.train.fit_ranker``; its acceptance
+model weights logged rows by their clipped, self-normalised inverse propensity), and the
 existing gate rule (:func:`training.promote.decide`) decides on the round's cohort graded by the truth. Beside
 it the off-policy estimate of the challenger's value from the round's logs alone (``training.ope``) is reported
 with the true value of the same quantity (exact expected labels under the world's behaviour), and the decision
@@ -36,7 +37,7 @@ from models.replay import scored_pool, target_propensities
 from training import metrics as m
 from training import ope
 from training.config import TrainConfig
-from training.datasets import graded_labels
+from training.datasets import PairTable, graded_labels
 from training.world import World
 from training.world.generate import generate_world
 from training.world.history import HISTORY_COLUMNS, expected_labels, respond_to_slates
@@ -200,6 +201,17 @@ def _rates(ctx: _Context, year: int, logs: pd.DataFrame) -> dict[str, float]:
     }
 
 
+def _cascade(served: _Served) -> npt.NDArray[np.float64]:
+    """Per served row, the probability of its slate down to its position (product of conditional propensities)."""
+    query = _query_numbers(served)
+    log_p = np.log(served.propensity)
+    out = np.empty_like(log_p)
+    starts = np.flatnonzero(np.r_[True, query[1:] != query[:-1]])
+    for s, e in zip(starts, np.r_[starts[1:], query.size], strict=True):
+        out[s:e] = np.exp(np.cumsum(log_p[s:e]))
+    return out
+
+
 def _query_numbers(served: _Served) -> npt.NDArray[np.int64]:
     key = served.client * len(KINDS) + served.kind
     return np.asarray(np.unique(key, return_inverse=True)[1].reshape(-1), dtype=np.int64)
@@ -266,7 +278,9 @@ def _dcg_per_query(values: npt.NDArray[np.float64], served: _Served) -> float:
     return float(per_q.mean()) if per_q.size else float("nan")
 
 
-def _train(world: World, history: pd.DataFrame, test_cohort: int, cfg: TrainConfig, which: str) -> PolkuModel:
+def _train(
+    world: World, history: pd.DataFrame, test_cohort: int, cfg: TrainConfig, which: str, clip: float
+) -> PolkuModel:
     from training.train import build_models, fit_ranker
 
     keep = {c.client_id for c in world.clients if world.cohort_of[c.client_id] <= test_cohort}
@@ -285,8 +299,27 @@ def _train(world: World, history: pd.DataFrame, test_cohort: int, cfg: TrainConf
     data = build_training_data(sub, run_cfg)
     if which == "points":
         return build_models(data, None, run_cfg)["points"]
-    fit = fit_ranker(data, run_cfg)
+    fit = fit_ranker(data, run_cfg, _ips_weights(data.train, history, clip))
     return build_models(fit.data, fit.ranker, run_cfg)["lightgbm"]
+
+
+def _ips_weights(train: PairTable, history: pd.DataFrame, clip: float) -> npt.NDArray[np.float64] | None:
+    """Acceptance weights of the training rows: logged rows get their clipped, self-normalised inverse propensity.
+
+    A logged row's propensity is the probability of its slate down to its position (the product of the logged
+    conditional propensities above and at it); counsellor-history rows and sampled unshown negatives keep 1.
+    """
+    if "slate_propensity" not in history or not history["slate_propensity"].notna().any():
+        return None
+    logged = history[history["slate_propensity"].notna()]
+    first = logged.groupby(["client_id", "opportunity_id"])["slate_propensity"].max()
+    key = pd.MultiIndex.from_arrays([train.client_ids, train.opportunity_ids])
+    p = first.reindex(key).to_numpy(dtype=np.float64)
+    weights = np.ones(len(train))
+    has = np.isfinite(p) & train.shown
+    if has.any():
+        weights[has] = ope.ips_training_weights(p[has], clip)
+    return weights
 
 
 def _gate(
@@ -322,7 +355,7 @@ def simulate(config: SimulationConfig, world: World | None = None) -> dict[str, 
     history = world.history[world.history["cohort"] < first_round].copy()
     policy = config.serving_policy
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 11]))
-    champion = _train(world, history, first_round, config.train, config.policy)
+    champion = _train(world, history, first_round, config.train, config.policy, config.clip)
     rounds: list[dict[str, Any]] = []
     for r in range(1, config.rounds + 1):
         year = first_round + r - 1
@@ -358,9 +391,11 @@ def simulate(config: SimulationConfig, world: World | None = None) -> dict[str, 
             ),
             "max_group_gap_ndcg_10": _group_gap(ctx, served),
         }
-        history = pd.concat([history, logs[list(HISTORY_COLUMNS)]], ignore_index=True)
+        logged = logs[list(HISTORY_COLUMNS)].copy()
+        logged["slate_propensity"] = _cascade(served)
+        history = pd.concat([history, logged], ignore_index=True)
         if config.policy == "learned" and year + 1 <= years[-1]:
-            challenger = _train(world, history, year + 1, config.train, "learned")
+            challenger = _train(world, history, year + 1, config.train, "learned", config.clip)
             found = _ope(ctx, served, labels, challenger, policy, year, config.k, config.clip)
             found.pop("challenger_per_query_ndcg")
             chal_det = _serve(ctx, challenger, year, Deterministic(), config.k, 0)
