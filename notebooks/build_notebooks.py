@@ -484,7 +484,7 @@ path = os.environ.get("POLKU_SIMULATION_REPORT")
 if path:
     report = json.loads(Path(path).read_text(encoding="utf-8"))
 else:  # a small world and short training: minutes, not the default world's run
-    report = compare_loops(3, exploration=0.5, clients=600, train=TrainConfig(num_boost_round=100))
+    report = compare_loops(3, exploration=0.02, clients=600, train=TrainConfig(num_boost_round=100))
 rounds = reports.simulation_rounds_frame(report)
 display(rounds.round(4))""",
     ),

@@ -213,7 +213,7 @@ def simulate_cmd(
     _setup_logging()
     cfg = _load_config(config_file, seed)
     if policy == "all":
-        report = compare_loops(rounds, exploration=exploration or 0.5, seed=seed, clients=clients, train=cfg)
+        report = compare_loops(rounds, exploration=exploration or 0.02, seed=seed, clients=clients, train=cfg)
     elif policy in ("points", "learned"):
         run = SimulationConfig(
             rounds=rounds,

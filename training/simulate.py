@@ -2,8 +2,9 @@
 
 Round 0 is the world's counsellor history (its first three cohorts). In round ``r`` the cohort ``2025 + r``
 arrives. The champion serves every client the top :attr:`SimulationConfig.k` of each kind through the serving
-path (:meth:`models.package.PolkuModel.rank_groups`, the eligibility rules, the policy of
-``models.exploration`` with its exact propensities). Clients choose with the world's choice model (true
+path's steps: the eligibility rules, the model's first stage and scores (``models.replay.scored_pool``, the
+functions :meth:`models.package.PolkuModel.rank_groups` calls, without the explanations), and the serving
+policy of ``models.exploration`` with its exact propensities. Clients choose with the world's choice model (true
 utility, route biases, position bias, "none") and outcomes are drawn from the truth
 (:func:`training.world.history.respond_to_slates`): the truth is used only there and to grade. The round's
 logs join the training history, a challenger is trained on it (``training.train.fit_ranker``; its acceptance
@@ -107,6 +108,8 @@ class _Served:
     query_client: npt.NDArray[np.int64]
     query_kind: npt.NDArray[np.int64]
     explored: int
+    det_ndcg: npt.NDArray[np.float64]  # per query, the same scores' deterministic top k
+    pools: dict[tuple[int, int], tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]
 
 
 class _Context:
@@ -151,27 +154,35 @@ class _Context:
 
 
 def _serve(ctx: _Context, model: PolkuModel, year: int, policy: SlatePolicy, k: int, seed: int) -> _Served:
+    """Serve a cohort as the service does: eligibility, the model's first stage and scores, the policy's slate.
+
+    The scores of each query's pool are kept (:attr:`_Served.pools`) and the deterministic top ``k`` of the same
+    scores is graded too, so the cost of exploration and a replay under this model need no second pass.
+    """
     items = model.encode_items(ctx.world.opportunities)
     ref = reference_date(year)
-    cols: dict[str, list[Any]] = {n: [] for n in ("c", "i", "kind", "pos", "prop", "ndcg", "qc", "qk")}
+    cols: dict[str, list[Any]] = {n: [] for n in ("c", "i", "kind", "pos", "prop", "ndcg", "det", "qc", "qk")}
+    pools: dict[tuple[int, int], tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = {}
     explored = 0
     for g in ctx.cohort(year):
-        groups = ctx.candidates(int(g), year)
-        enc = model.encode_client(ctx.world.clients[int(g)])
-        seeds = [seed * 1_000_003 + int(g) * 3 + n for n in range(len(KINDS))]
-        results = model.rank_groups(enc, items, groups, k, ref, policy=policy, seeds=seeds)
-        for kind, (pool, res) in enumerate(zip(groups, results, strict=True)):
-            cols["qc"].append(int(g))
+        g = int(g)
+        enc = model.encode_client(ctx.world.clients[g])
+        for kind, eligible in enumerate(ctx.candidates(g, year)):
+            pool, scores = scored_pool(model, enc, items, eligible, ref)
+            pools[(g, kind)] = (pool, scores)
+            slate = policy.select(scores, k, seed * 1_000_003 + g * 3 + kind)
+            shown = pool[slate.order]
+            cols["qc"].append(g)
             cols["qk"].append(kind)
-            cols["ndcg"].append(ctx.ndcg(int(g), pool, res.indices, k))
-            n = res.indices.size
-            explored += int(res.explored)
-            cols["c"].extend([int(g)] * n)
-            cols["i"].extend(res.indices.tolist())
-            cols["kind"].extend([kind] * n)
-            cols["pos"].extend(range(n))
-            props = res.propensities if res.propensities is not None else np.ones(n)
-            cols["prop"].extend(props.tolist())
+            cols["ndcg"].append(ctx.ndcg(g, eligible, shown, k))
+            det = shown if not slate.explored else pool[Deterministic().select(scores, k).order]
+            cols["det"].append(cols["ndcg"][-1] if not slate.explored else ctx.ndcg(g, eligible, det, k))
+            explored += int(slate.explored)
+            cols["c"].extend([g] * shown.size)
+            cols["i"].extend(shown.tolist())
+            cols["kind"].extend([kind] * shown.size)
+            cols["pos"].extend(range(shown.size))
+            cols["prop"].extend(slate.propensities.tolist())
     return _Served(
         client=np.array(cols["c"], dtype=np.int64),
         item=np.array(cols["i"], dtype=np.int64),
@@ -182,12 +193,16 @@ def _serve(ctx: _Context, model: PolkuModel, year: int, policy: SlatePolicy, k: 
         query_client=np.array(cols["qc"], dtype=np.int64),
         query_kind=np.array(cols["qk"], dtype=np.int64),
         explored=explored,
+        det_ndcg=np.array(cols["det"], dtype=np.float64),
+        pools=pools,
     )
 
 
-def _group_gap(ctx: _Context, served: _Served) -> float:
+def _group_gap(ctx: _Context, served: _Served, cfg: TrainConfig, deterministic: bool = False) -> float:
+    """Largest per-group NDCG@k gap by gender or mother tongue (groups under ``cfg.min_group_size`` left out)."""
+    per_query = served.det_ndcg if deterministic else served.ndcg
     gaps = [
-        m.group_gap(m.mean_by_group(served.ndcg, labels[served.query_client], min_size=30))
+        m.group_gap(m.mean_by_group(per_query, labels[served.query_client], min_size=cfg.min_group_size))
         for labels in ctx.groups.values()
     ]
     return float(max(gaps)) if gaps else 0.0
@@ -232,19 +247,12 @@ def _ope(
     The value is the DCG@k of graded outcome labels per query (1 accepted .. 4 employed), so the true value is
     exact: expected labels under the world's behaviour on the slates the target would serve the same cohort.
     """
-    items = target.encode_items(ctx.world.opportunities)
-    ref = reference_date(year)
+    counter = _serve(ctx, target, year, policy, k, seed=year + 17)
     query = _query_numbers(served)
     pi = np.zeros(served.item.size)
     starts = np.flatnonzero(np.r_[True, query[1:] != query[:-1]])
-    ends = np.r_[starts[1:], query.size]
-    cache: dict[int, Any] = {}
-    for s, e in zip(starts, ends, strict=True):
-        g, kind = int(served.client[s]), int(served.kind[s])
-        if g not in cache:
-            cache[g] = (target.encode_client(ctx.world.clients[g]), ctx.candidates(g, year))
-        enc, groups = cache[g]
-        pool, scores = scored_pool(target, enc, items, groups[kind], ref)
+    for s, e in zip(starts, np.r_[starts[1:], query.size], strict=True):
+        pool, scores = counter.pools[(int(served.client[s]), int(served.kind[s]))]
         pi[s:e] = target_propensities(pool, scores, served.item[s:e], policy)
     position = served.position + 1
     mean_by_pos = pd.Series(labels).groupby(position).transform("mean").to_numpy()
@@ -258,7 +266,6 @@ def _ope(
         target_reward_hat=mean_by_pos,
     )
     estimates = {name: e.as_dict() for name, e in ope.estimate_all(logs, clip=clip, samples=200).items()}
-    counter = _serve(ctx, target, year, policy, k, seed=year + 17)
     exp = expected_labels(ctx.world.truth, ctx.behaviour, counter.client, counter.item, ctx.world.opportunities)
     true_value = _dcg_per_query(exp["label"], counter)
     logged_value = _dcg_per_query(labels, served)
@@ -268,7 +275,7 @@ def _ope(
         "true_value": true_value,
         "logging_policy_value": logged_value,
         "challenger_true_ndcg": float(np.nanmean(counter.ndcg)),
-        "challenger_per_query_ndcg": counter.ndcg,
+        "challenger_served": counter,
     }
 
 
@@ -323,20 +330,30 @@ def _ips_weights(train: PairTable, history: pd.DataFrame, clip: float) -> npt.ND
 
 
 def _gate(
-    served_champion: _Served, challenger_ndcg: npt.NDArray[np.float64], cfg: TrainConfig, challenger_gap: float
+    served_champion: _Served,
+    challenger_ndcg: npt.NDArray[np.float64],
+    cfg: TrainConfig,
+    challenger_gap: float,
+    champion_gap: float,
 ) -> tuple[bool, str]:
     from training.evaluate import paired_difference
     from training.promote import decide
 
     gain = paired_difference(
         challenger_ndcg,
-        served_champion.ndcg,
+        served_champion.det_ndcg,
         served_champion.query_client,
         served_champion.query_kind,
         samples=cfg.bootstrap_samples,
         seed=cfg.seed,
     )["all"]
-    return decide(gain, challenger_gap, max_group_gap=cfg.max_group_gap, min_gain_lower_bound=cfg.min_gain_lower_bound)
+    return decide(
+        gain,
+        challenger_gap,
+        max_group_gap=cfg.max_group_gap,
+        min_gain_lower_bound=cfg.min_gain_lower_bound,
+        reference_gap=champion_gap,
+    )
 
 
 def simulate(config: SimulationConfig, world: World | None = None) -> dict[str, Any]:
@@ -360,7 +377,6 @@ def simulate(config: SimulationConfig, world: World | None = None) -> dict[str, 
     for r in range(1, config.rounds + 1):
         year = first_round + r - 1
         served = _serve(ctx, champion, year, policy, config.k, seed=config.seed + r)
-        det = served if isinstance(policy, Deterministic) else _serve(ctx, champion, year, Deterministic(), config.k, 0)
         logs = respond_to_slates(
             rng,
             world.truth,
@@ -380,7 +396,7 @@ def simulate(config: SimulationConfig, world: World | None = None) -> dict[str, 
             "queries": int(served.ndcg.size),
             "explored_slates": served.explored,
             "ndcg_10": float(np.nanmean(served.ndcg)),
-            "ndcg_10_deterministic": float(np.nanmean(det.ndcg)),
+            "ndcg_10_deterministic": float(np.nanmean(served.det_ndcg)),
             **_rates(ctx, year, logs),
             "congestion_10": m.congestion_at_k(
                 -served.position.astype(float),
@@ -389,7 +405,7 @@ def simulate(config: SimulationConfig, world: World | None = None) -> dict[str, 
                 config.k,
                 n_items=len(world.opportunities),
             ),
-            "max_group_gap_ndcg_10": _group_gap(ctx, served),
+            "max_group_gap_ndcg_10": _group_gap(ctx, served, config.train),
         }
         logged = logs[list(HISTORY_COLUMNS)].copy()
         logged["slate_propensity"] = _cascade(served)
@@ -397,12 +413,12 @@ def simulate(config: SimulationConfig, world: World | None = None) -> dict[str, 
         if config.policy == "learned" and year + 1 <= years[-1]:
             challenger = _train(world, history, year + 1, config.train, "learned", config.clip)
             found = _ope(ctx, served, labels, challenger, policy, year, config.k, config.clip)
-            found.pop("challenger_per_query_ndcg")
-            chal_det = _serve(ctx, challenger, year, Deterministic(), config.k, 0)
-            ok, reason = _gate(det, chal_det.ndcg, config.train, _group_gap(ctx, chal_det))
+            counter: _Served = found.pop("challenger_served")
+            gaps = (_group_gap(ctx, counter, config.train, True), _group_gap(ctx, served, config.train, True))
+            ok, reason = _gate(served, counter.det_ndcg, config.train, *gaps)
             entry["challenger"] = {
                 **found,
-                "true_ndcg_10_deterministic": float(np.nanmean(chal_det.ndcg)),
+                "true_ndcg_10_deterministic": float(np.nanmean(counter.det_ndcg)),
                 "promoted": ok,
                 "gate": reason,
                 "offline_gate": _offline(found),
