@@ -14,7 +14,9 @@ value; 1 for the raw expected DCG of outcomes).
 of the per-position ratios above and at it: ``w_j = prod_{l <= j} pi_l / mu_l`` (the "RIPS"/cascade weight of
 Kiyohara et al., WSDM 2022; with exact conditional propensities it is unbiased). Weights are clipped at
 ``clip`` (bias for variance); SNIPS divides by the mean weight per position instead of by the number of queries.
-Doubly robust (the cascade DR of the same paper) adds a reward model:
+Doubly robust adds a reward model, either with a model value of the target's own slate per query
+(``target_dm``, the standard DR: ``target_dm_q + sum_j v_j w_j (r_j - rhat_j)``) or as the cascade DR of the same
+paper:
 ``DR = sum_j v_j [w_{j-1} qhat_j + w_j (r_j - rhat_j)]`` where ``qhat_j`` is the reward model's expectation under
 the target policy at position ``j`` given the logged items above, and ``rhat_j`` its prediction for the logged
 item; it stays unbiased when either the weights or the reward model are right.
@@ -50,6 +52,10 @@ class LoggedSlates:
         reward_hat: reward model's prediction for the logged item (DR; zeros when unused).
         target_reward_hat: reward model's expectation under the target at ``j`` given the logged items above.
         normaliser: ``Z_q`` per query (default 1).
+        target_dm: per query, the reward model's value of the target's own slate ``sum_j v_j rhat(pi_j, j)``
+            (exact, or from one slate drawn from the target). When given, DR is
+            ``target_dm_q + sum_j v_j w_j (r_j - rhat_j)``: its model part does not vanish where the logs do not
+            support the target, so an unsupported query falls back to the model instead of to 0.
     """
 
     query: npt.NDArray[np.int64]
@@ -60,6 +66,7 @@ class LoggedSlates:
     reward_hat: FloatArray | None = None
     target_reward_hat: FloatArray | None = None
     normaliser: FloatArray | None = None
+    target_dm: FloatArray | None = None
 
     def __post_init__(self) -> None:
         n = self.query.size
@@ -145,9 +152,12 @@ def _terms(logs: LoggedSlates, clip: float, kind: str) -> tuple[FloatArray, Floa
     w = cascade_weights(logs, clip)
     v = dcg_weights(logs.position)
     z = np.ones(n) if logs.normaliser is None else np.asarray(logs.normaliser, dtype=np.float64)
+    if kind == "dr" and logs.target_dm is not None and logs.reward_hat is not None:
+        row = v * w * (logs.reward - logs.reward_hat)
+        return (np.asarray(logs.target_dm, dtype=np.float64) + _per_query(row, logs.query, n)) / z, w, v
     if kind == "dr":
         if logs.reward_hat is None or logs.target_reward_hat is None:
-            raise ValueError("the doubly robust estimate needs reward_hat and target_reward_hat")
+            raise ValueError("the doubly robust estimate needs reward_hat and target_reward_hat (or target_dm)")
         row = v * (_previous(w, logs.query) * logs.target_reward_hat + w * (logs.reward - logs.reward_hat))
     else:
         row = v * w * logs.reward
@@ -219,7 +229,7 @@ def estimate_all(
 ) -> dict[str, Estimate]:
     """IPS and SNIPS, plus DR when the logs carry reward-model predictions."""
     out = {m: estimate(logs, m, clip=clip, samples=samples) for m in ("ips", "snips")}
-    if logs.reward_hat is not None and logs.target_reward_hat is not None:
+    if logs.reward_hat is not None and (logs.target_reward_hat is not None or logs.target_dm is not None):
         out["dr"] = estimate(logs, "dr", clip=clip, samples=samples)
     return out
 

@@ -255,15 +255,18 @@ def _ope(
         pool, scores = counter.pools[(int(served.client[s]), int(served.kind[s]))]
         pi[s:e] = target_propensities(pool, scores, served.item[s:e], policy)
     position = served.position + 1
-    mean_by_pos = pd.Series(labels).groupby(position).transform("mean").to_numpy()
+    rhat_logged, rhat_target = _reward_model(ctx, target, served, counter, labels, year)
+    target_query = _query_numbers(counter)
     logs = ope.LoggedSlates(
         query=query,
         position=position,
         logging_propensity=served.propensity,
         target_propensity=pi,
         reward=labels,
-        reward_hat=mean_by_pos,
-        target_reward_hat=mean_by_pos,
+        reward_hat=rhat_logged,
+        target_dm=np.asarray(
+            np.bincount(target_query, weights=rhat_target * ope.dcg_weights(counter.position + 1)), dtype=np.float64
+        ),
     )
     estimates = {name: e.as_dict() for name, e in ope.estimate_all(logs, clip=clip, samples=200).items()}
     exp = expected_labels(ctx.world.truth, ctx.behaviour, counter.client, counter.item, ctx.world.opportunities)
@@ -277,6 +280,30 @@ def _ope(
         "challenger_true_ndcg": float(np.nanmean(counter.ndcg)),
         "challenger_served": counter,
     }
+
+
+def _reward_model(
+    ctx: _Context, target: PolkuModel, served: _Served, counter: _Served, labels: npt.NDArray[np.float64], year: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The DR's reward model, from the target's own outcome estimates and the logs (never the truth).
+
+    ``rhat = p_accept * (1 + expected_outcome) * f_j`` with ``f_j`` the logged mean label at position ``j``
+    relative to position 1 (position bias), scaled so that its mean over the logged rows equals the mean label.
+    Returns the predictions for the logged rows and for the target's own slates.
+    """
+    refs = [reference_date(year)] * len(ctx.world.clients)
+    client = np.r_[served.client, counter.client]
+    item = np.r_[served.item, counter.item]
+    pred = target.predict_records(ctx.world.clients, ctx.world.opportunities, client, item, refs)
+    base = np.nan_to_num(pred["p_accept"] * (1.0 + pred["expected_outcome"]), nan=1.0)
+    by_pos = pd.Series(labels).groupby(served.position).mean()
+    first = max(float(by_pos.iloc[0]), 1e-9)
+    position = np.r_[served.position, counter.position]
+    factor = np.array([float(by_pos.get(j, by_pos.iloc[-1])) / first for j in range(int(position.max()) + 1)])
+    rhat = base * factor[position]
+    n = served.item.size
+    scale = float(labels.sum()) / max(float(rhat[:n].sum()), 1e-9)
+    return rhat[:n] * scale, rhat[n:] * scale
 
 
 def _dcg_per_query(values: npt.NDArray[np.float64], served: _Served) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -97,3 +98,25 @@ def test_training_weights_are_clipped_and_self_normalised() -> None:
     assert w[2] / w[0] == pytest.approx(20.0)
     with pytest.raises(ValueError, match="> 0"):
         ips_training_weights([0.0])
+
+
+def _true_value_of(values: np.ndarray) -> float:
+    total = 0.0
+    for order in itertools.permutations(range(5), K):
+        p = float(np.prod(TARGET.conditional_propensities(TARGET_SCORES, order)))
+        total += p * float(np.sum(dcg_weights(np.arange(1, K + 1)) * values[list(order)]))
+    return total
+
+
+@pytest.mark.parametrize("model_error", [0.0, 0.3])
+def test_dr_with_the_target_slates_model_value_is_unbiased(model_error: float) -> None:
+    truth = _true_value()
+    dm = _true_value_of(np.clip(THETA + model_error, 0, 1))  # the model's value of the target's slates
+    dr, ips = [], []
+    for seed in range(20):
+        logs = _logs(500, seed, model_error=model_error)
+        dr.append(estimate(replace(logs, target_dm=np.full(500, dm)), "dr", clip=np.inf, samples=1).value)
+        ips.append(estimate(logs, "ips", clip=np.inf, samples=1).value)
+    assert np.mean(dr) == pytest.approx(truth, abs=0.03)
+    if model_error == 0.0:
+        assert np.std(dr) < np.std(ips)  # a right model removes most of the variance
