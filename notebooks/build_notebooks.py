@@ -476,7 +476,7 @@ from matplotlib_inline.backend_inline import set_matplotlib_formats
 
 from training import reports
 from training.config import TrainConfig
-from training.simulate import compare_loops
+from training.loops import compare_loops
 
 matplotlib.use("Agg")
 set_matplotlib_formats("png")

@@ -208,7 +208,8 @@ def simulate_cmd(
     """Closed-loop simulation: serve new cohorts, log with propensities, retrain, gate; report per round."""
     import json
 
-    from training.simulate import SimulationConfig, compare_loops, simulate, summary_table
+    from training.loops import compare_loops, summary_table
+    from training.simulate import SimulationConfig, simulate
 
     _setup_logging()
     cfg = _load_config(config_file, seed)

@@ -66,7 +66,7 @@ def _simulation_report(data: Path) -> Path:
     import json
 
     from training.config import TrainConfig
-    from training.simulate import compare_loops
+    from training.loops import compare_loops
 
     fast = TrainConfig(num_boost_round=30, unshown_negatives=5, min_group_size=10, max_group_gap=1.0)
     report = compare_loops(1, exploration=0.5, seed=5, clients=240, train=fast)

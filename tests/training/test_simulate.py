@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from training.config import TrainConfig
-from training.simulate import SimulationConfig, simulate, simulation_world, summary_table
+from training.loops import summary_table
+from training.simulate import SimulationConfig, simulate, simulation_world
 
 FAST = TrainConfig(num_boost_round=60, early_stopping_rounds=20, unshown_negatives=5, bootstrap_samples=100)
 
