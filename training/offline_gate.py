@@ -9,10 +9,11 @@ of a shown item is its graded outcome from feedback naming the impression (1 acc
 4 employed after six months; 0 without feedback). :mod:`training.ope` turns these into IPS, SNIPS and doubly
 robust estimates of the candidate's DCG of outcomes per slate, with bootstrap intervals.
 
-The rule: promote when the SNIPS estimate's lower end is at most ``min_gain_lower_bound`` below the logged
-policy's own value (what serves now, measured on the same slates), and at least ``min_support`` of the slates
-support the candidate (a logged policy that never explored cannot judge a different ranking). Group gaps cannot
-be measured offline (exports carry no audit attributes); the decision says so.
+The rule: promote when the lower end of the 95 % interval of SNIPS(candidate) - value of the logged policy (what
+serves now, on the same slates, resampled in pairs) is at least ``min_gain_lower_bound``, and at least
+``min_support`` of the slates support the candidate (a logged policy that never explored cannot judge a
+different ranking). Group gaps cannot be measured offline (exports carry no audit attributes); the decision
+says so.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class OfflineEvaluation:
     logged_value: float
     slates: int
     metric: str = "DCG of graded outcome labels per slate"
+    gain: ope.Estimate | None = None  # SNIPS of candidate - logged policy, resampled in pairs
 
 
 def offline_policy_evaluation(
@@ -125,7 +127,8 @@ def offline_policy_evaluation(
         target_reward_hat=rhat,
     )
     logged = float(np.sum(ope.dcg_weights(position) * reward) / used) if used else float("nan")
-    return OfflineEvaluation(ope.estimate_all(logs, clip=clip, samples=samples), logged, used)
+    gain = ope.estimate(logs, "snips", clip=clip, samples=samples, versus_logging=True) if used else None
+    return OfflineEvaluation(ope.estimate_all(logs, clip=clip, samples=samples), logged, used, gain=gain)
 
 
 def offline_decision(
@@ -134,7 +137,8 @@ def offline_decision(
     """The gate rule on an offline evaluation: (promote?, gain ``{diff, lo, hi}`` vs the logged policy, reason)."""
     snips = evaluation.estimates["snips"]
     base = evaluation.logged_value
-    gain = {"diff": snips.value - base, "lo": snips.low - base, "hi": snips.high - base}
+    paired = evaluation.gain or ope.Estimate(snips.value - base, snips.low - base, snips.high - base, 0.0, 0.0)
+    gain = {"diff": paired.value, "lo": paired.low, "hi": paired.high}
     head = (
         f"SNIPS {snips.value:.4f} [{snips.low:.4f}, {snips.high:.4f}] vs logged policy {base:.4f} "
         f"on {evaluation.slates} slates, support {snips.support:.3f}"

@@ -191,10 +191,13 @@ def estimate(
     clip: float = DEFAULT_CLIP,
     samples: int = BOOTSTRAP_SAMPLES,
     seed: int = 0,
+    versus_logging: bool = False,
 ) -> Estimate:
     """IPS, SNIPS or doubly robust (``"ips"``, ``"snips"``, ``"dr"``) estimate of the target's value.
 
     The interval resamples queries with replacement (``samples`` times) and takes the 2.5 and 97.5 percentiles.
+    With ``versus_logging`` the estimate is of the *difference* target - logging policy (whose value on the same
+    queries is the plain mean of the logged rewards), resampled in pairs, as a gate needs.
     """
     if method not in ("ips", "snips", "dr"):
         raise ValueError("method must be 'ips', 'snips' or 'dr'")
@@ -205,10 +208,13 @@ def estimate(
     num, w, _ = _terms(logs, clip, "dr" if method == "dr" else "ips")
     z = np.ones(n) if logs.normaliser is None else np.asarray(logs.normaliser, dtype=np.float64)
 
+    logged = _per_query(dcg_weights(logs.position) * logs.reward, logs.query, n) / z
+
     def value(mult: FloatArray) -> float:
+        base = float(np.sum(mult * logged) / max(np.sum(mult), 1.0)) if versus_logging else 0.0
         if method == "snips":
-            return _snips_value(w, logs, z, mult)
-        return float(np.sum(mult * num) / max(np.sum(mult), 1.0))
+            return _snips_value(w, logs, z, mult) - base
+        return float(np.sum(mult * num) / max(np.sum(mult), 1.0)) - base
 
     point = value(np.ones(n))
     rng = np.random.default_rng(seed)

@@ -75,6 +75,12 @@ def logged(db_url: str, small_model: PolkuModel, tmp_path_factory: pytest.TempPa
     return read_feedback_export(tmp / "export.jsonl")
 
 
+@pytest.fixture(scope="module")
+def export_file(logged: FeedbackData) -> Path:
+    assert logged.source is not None
+    return logged.source
+
+
 def test_export_carries_explored_impressions_with_their_reference_day(logged: FeedbackData) -> None:
     assert logged.impressions
     assert any(i.explored for i in logged.impressions)
@@ -134,3 +140,32 @@ def test_cli_needs_logs_for_the_offline_gate(tmp_path: Path) -> None:
         app, ["promote", "--version", "1", "--offline-policy-evaluation", "--world", str(tmp_path)]
     )
     assert result.exit_code != 0
+
+
+def test_promote_offline_moves_the_alias_and_tags_the_version(
+    export_file: Path, small_model: PolkuModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The logging model itself as the candidate: its estimate equals the logged value, so the gate promotes it."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from models.packaging import log_polku_model
+    from training.config import TrainConfig
+    from training.promote import promote_offline
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.create_experiment("offline-gate", artifact_location=(tmp_path / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=exp):
+        log_polku_model(small_model, registered_model_name="polku-ranker", compiled_trees=False)
+    decision = promote_offline(
+        1, logs=export_file, opportunities=tiny_catalogue(), config=TrainConfig(), tracking_uri=uri
+    )
+    assert decision.promoted, decision.reason
+    assert decision.alias == "champion"
+    assert decision.candidate_ndcg == pytest.approx(decision.reference_ndcg)  # SNIPS of itself = the logged value
+    assert "offline policy evaluation" in decision.reason
+    version = MlflowClient(uri).get_model_version("polku-ranker", "1")
+    assert version.tags["gate.alias"] == "champion"
+    assert str(MlflowClient(uri).get_model_version_by_alias("polku-ranker", "champion").version) == "1"
