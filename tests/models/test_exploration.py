@@ -67,3 +67,20 @@ def test_short_lists_and_empty_lists() -> None:
     slate = policy.select([1.0, 2.0], 5)
     assert list(slate.order) == [1, 0]
     assert not slate.explored
+
+
+def test_deterministic_propensities_follow_the_score_order_until_the_first_departure() -> None:
+    policy = Deterministic()
+    assert list(policy.conditional_propensities(SCORES, [0, 1, 2])) == [1.0, 1.0, 1.0]
+    assert list(policy.conditional_propensities(SCORES, [0, 2, 1])) == [1.0, 0.0, 0.0]
+
+
+def test_replay_gives_zero_from_an_item_the_target_never_scored() -> None:
+    from models.replay import target_propensities
+
+    pool = np.array([10, 11, 12, 13, 14], dtype=np.int64)
+    scores = np.array([3.0, 2.0, 1.0, 0.5, 0.1])
+    policy = PlackettLuce(1.0)
+    inside = target_propensities(pool, scores, [10, 11, 12, 14], policy)
+    assert np.allclose(inside, policy.conditional_propensities(scores, [0, 1, 2, 4]))
+    assert list(target_propensities(pool, scores, [10, 99, 12], policy)) == [1.0, 0.0, 0.0]
