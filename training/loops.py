@@ -27,9 +27,9 @@ def summary_table(report: dict[str, Any]) -> str:
     """A Markdown table of every loop and round (the note quotes it)."""
     head = (
         "| loop | round | NDCG@10 shown | NDCG@10 det. | started | completed | employed 6m | congestion@10 | "
-        "group gap | challenger NDCG@10 | OPE SNIPS | OPE DR | true value | promoted |"
+        "group gap | challenger NDCG@10 | OPE SNIPS | OPE DR | true value | NDCG@10 SNIPS | NDCG@10 true | promoted |"
     )
-    lines = [head, "|" + "---|" * 14]
+    lines = [head, "|" + "---|" * 16]
     for loop in report["loops"]:
         for r in loop["rounds"]:
             ch = r.get("challenger") or {}
@@ -43,6 +43,8 @@ def summary_table(report: dict[str, Any]) -> str:
                 f"{fmt(r['started_rate'])} | {fmt(r['completed_rate'])} | {fmt(r['employed_6m_rate'])} | "
                 f"{fmt(r['congestion_10'])} | {fmt(r['max_group_gap_ndcg_10'])} | "
                 f"{fmt(ch.get('true_ndcg_10_deterministic'))} | {fmt(est.get('snips', {}).get('value'))} | "
-                f"{fmt(est.get('dr', {}).get('value'))} | {fmt(ch.get('true_value'))} | {ch.get('promoted', '')} |"
+                f"{fmt(est.get('dr', {}).get('value'))} | {fmt(ch.get('true_value'))} | "
+                f"{fmt(ch.get('ndcg_estimates', {}).get('snips', {}).get('value'))} | "
+                f"{fmt(ch.get('ndcg_true_value'))} | {ch.get('promoted', '')} |"
             )
     return "\n".join(lines)

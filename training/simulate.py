@@ -138,18 +138,23 @@ class _Context:
         idx = np.asarray(eligible, dtype=np.int64)
         return [idx[self.item_kind[idx] == k] for k in range(len(KINDS))]
 
+    def gains(self, g: int, items: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        """True gains ``2^rel - 1`` of items for one client (grading and the estimator check only)."""
+        rel = self.world.truth.relevance_of(self.world.truth.utility_at(np.full(items.size, g), items))
+        return np.asarray(2.0 ** rel.astype(np.float64) - 1.0, dtype=np.float64)
+
+    def idcg(self, g: int, pool: npt.NDArray[np.int64], k: int) -> float:
+        """Ideal DCG@k over every eligible item of the query (0 when none is relevant)."""
+        ideal = np.sort(self.gains(g, pool))[::-1][:k]
+        return float(np.sum(ideal / np.log2(np.arange(2, ideal.size + 2))))
+
     def ndcg(self, g: int, pool: npt.NDArray[np.int64], shown: npt.NDArray[np.int64], k: int) -> float:
         """NDCG@k of ``shown`` (in order) against the truth, ideal over every eligible item of the query."""
-        if pool.size == 0:
-            return float("nan")
-        rel = self.world.truth.relevance_of(self.world.truth.utility_at(np.full(pool.size, g), pool)).astype(float)
-        ideal = np.sort(rel)[::-1][:k]
-        disc = 1.0 / np.log2(np.arange(2, k + 2))
-        idcg = float(np.sum((2.0**ideal - 1.0) * disc[: ideal.size]))
+        idcg = self.idcg(g, pool, k) if pool.size else 0.0
         if idcg <= 0:
             return float("nan")
-        shown_rel = self.world.truth.relevance_of(self.world.truth.utility_at(np.full(shown.size, g), shown))
-        return float(np.sum((2.0 ** shown_rel[:k].astype(float) - 1.0) * disc[: min(k, shown.size)]) / idcg)
+        gains = self.gains(g, shown[:k])
+        return float(np.sum(gains / np.log2(np.arange(2, gains.size + 2))) / idcg)
 
 
 def _serve(ctx: _Context, model: PolkuModel, year: int, policy: SlatePolicy, k: int, seed: int) -> _Served:
@@ -268,6 +273,10 @@ def _ope(
         ),
     )
     estimates = {name: e.as_dict() for name, e in ope.estimate_all(logs, clip=clip, samples=200).items()}
+    # The estimator checked on NDCG@k itself: rewards are the truth's gains of the logged items, normalised by
+    # each query's ideal DCG. No real log has these rewards; this only measures how far the estimators are off.
+    oracle = _oracle_reward_logs(ctx, served, logs, year, k, rhat_logged, rhat_target, counter)
+    ndcg_estimates = {m: e.as_dict() for m, e in ope.estimate_all(oracle, clip=clip, samples=200).items()}
     exp = expected_labels(ctx.world.truth, ctx.behaviour, counter.client, counter.item, ctx.world.opportunities)
     true_value = _dcg_per_query(exp["label"], counter)
     logged_value = _dcg_per_query(labels, served)
@@ -277,8 +286,58 @@ def _ope(
         "true_value": true_value,
         "logging_policy_value": logged_value,
         "challenger_true_ndcg": float(np.nanmean(counter.ndcg)),
+        "ndcg_estimates": ndcg_estimates,
+        "ndcg_true_value": float(np.nanmean(counter.ndcg)),
         "challenger_served": counter,
     }
+
+
+def _oracle_reward_logs(
+    ctx: _Context,
+    served: _Served,
+    logs: ope.LoggedSlates,
+    year: int,
+    k: int,
+    rhat_logged: npt.NDArray[np.float64],
+    rhat_target: npt.NDArray[np.float64],
+    counter: _Served,
+) -> ope.LoggedSlates:
+    """The logs of queries with a relevant item, the truth's gains as rewards, each query's ideal DCG as normaliser.
+
+    The DR part maps the outcome reward model linearly onto the gains (least squares over the logged rows).
+    """
+    keep = np.zeros(served.item.size, dtype=bool)
+    reward = np.zeros(served.item.size)
+    z = np.zeros(logs.n_queries)
+    starts = np.flatnonzero(np.r_[True, logs.query[1:] != logs.query[:-1]])
+    for s, e in zip(starts, np.r_[starts[1:], logs.query.size], strict=True):
+        g, kind = int(served.client[s]), int(served.kind[s])
+        idcg = ctx.idcg(g, ctx.candidates(g, year)[kind], k)
+        if idcg > 0:
+            keep[s:e] = True
+            reward[s:e] = ctx.gains(g, served.item[s:e])
+            z[logs.query[s]] = idcg
+    kept_queries = np.unique(logs.query[keep])
+    query = np.unique(logs.query[keep], return_inverse=True)[1].reshape(-1).astype(np.int64)
+    row_z = z[logs.query]
+    normalised = np.divide(reward, row_z, out=np.zeros_like(reward), where=row_z > 0)
+    slope, intercept = np.polyfit(rhat_logged[keep], normalised[keep], 1) if keep.sum() > 2 else (0.0, 0.0)
+    target_query = _query_numbers(counter)
+    dm_all = np.bincount(
+        target_query,
+        weights=(intercept + slope * rhat_target) * ope.dcg_weights(counter.position + 1),
+        minlength=logs.n_queries,
+    )
+    return ope.LoggedSlates(
+        query=query,
+        position=logs.position[keep],
+        logging_propensity=logs.logging_propensity[keep],
+        target_propensity=logs.target_propensity[keep],
+        reward=reward[keep],
+        reward_hat=(intercept + slope * rhat_logged[keep]) * row_z[keep],
+        normaliser=z[kept_queries],
+        target_dm=np.asarray(dm_all[kept_queries] * z[kept_queries], dtype=np.float64),
+    )
 
 
 def _reward_model(
