@@ -38,6 +38,7 @@ from training import metrics as m
 from training import ope
 from training.config import TrainConfig
 from training.datasets import PairTable, graded_labels
+from training.simulate_ope import dcg_per_query, oracle_reward_logs, query_numbers, reward_model
 from training.world import World
 from training.world.generate import generate_world
 from training.world.history import HISTORY_COLUMNS, expected_labels, respond_to_slates
@@ -222,18 +223,13 @@ def _rates(ctx: _Context, year: int, logs: pd.DataFrame) -> dict[str, float]:
 
 def _cascade(served: _Served) -> npt.NDArray[np.float64]:
     """Per served row, the probability of its slate down to its position (product of conditional propensities)."""
-    query = _query_numbers(served)
+    query = query_numbers(served)
     log_p = np.log(served.propensity)
     out = np.empty_like(log_p)
     starts = np.flatnonzero(np.r_[True, query[1:] != query[:-1]])
     for s, e in zip(starts, np.r_[starts[1:], query.size], strict=True):
         out[s:e] = np.exp(np.cumsum(log_p[s:e]))
     return out
-
-
-def _query_numbers(served: _Served) -> npt.NDArray[np.int64]:
-    key = served.client * len(KINDS) + served.kind
-    return np.asarray(np.unique(key, return_inverse=True)[1].reshape(-1), dtype=np.int64)
 
 
 def _ope(
@@ -252,15 +248,15 @@ def _ope(
     exact: expected labels under the world's behaviour on the slates the target would serve the same cohort.
     """
     counter = _serve(ctx, target, year, policy, k, seed=year + 17)
-    query = _query_numbers(served)
+    query = query_numbers(served)
     pi = np.zeros(served.item.size)
     starts = np.flatnonzero(np.r_[True, query[1:] != query[:-1]])
     for s, e in zip(starts, np.r_[starts[1:], query.size], strict=True):
         pool, scores = counter.pools[(int(served.client[s]), int(served.kind[s]))]
         pi[s:e] = target_propensities(pool, scores, served.item[s:e], policy)
     position = served.position + 1
-    rhat_logged, rhat_target = _reward_model(ctx, target, served, counter, labels, year)
-    target_query = _query_numbers(counter)
+    rhat_logged, rhat_target = reward_model(ctx, target, served, counter, labels, year)
+    target_query = query_numbers(counter)
     logs = ope.LoggedSlates(
         query=query,
         position=position,
@@ -275,11 +271,11 @@ def _ope(
     estimates = {name: e.as_dict() for name, e in ope.estimate_all(logs, clip=clip, samples=200).items()}
     # The estimator checked on NDCG@k itself: rewards are the truth's gains of the logged items, normalised by
     # each query's ideal DCG. No real log has these rewards; this only measures how far the estimators are off.
-    oracle = _oracle_reward_logs(ctx, served, logs, year, k, rhat_logged, rhat_target, counter)
+    oracle = oracle_reward_logs(ctx, served, logs, year, k, rhat_logged, rhat_target, counter)
     ndcg_estimates = {m: e.as_dict() for m, e in ope.estimate_all(oracle, clip=clip, samples=200).items()}
     exp = expected_labels(ctx.world.truth, ctx.behaviour, counter.client, counter.item, ctx.world.opportunities)
-    true_value = _dcg_per_query(exp["label"], counter)
-    logged_value = _dcg_per_query(labels, served)
+    true_value = dcg_per_query(exp["label"], counter)
+    logged_value = dcg_per_query(labels, served)
     return {
         "metric": f"DCG@{k} of graded outcome labels per query",
         "estimates": estimates,
@@ -290,84 +286,6 @@ def _ope(
         "ndcg_true_value": float(np.nanmean(counter.ndcg)),
         "challenger_served": counter,
     }
-
-
-def _oracle_reward_logs(
-    ctx: _Context,
-    served: _Served,
-    logs: ope.LoggedSlates,
-    year: int,
-    k: int,
-    rhat_logged: npt.NDArray[np.float64],
-    rhat_target: npt.NDArray[np.float64],
-    counter: _Served,
-) -> ope.LoggedSlates:
-    """The logs of queries with a relevant item, the truth's gains as rewards, each query's ideal DCG as normaliser.
-
-    The DR part maps the outcome reward model linearly onto the gains (least squares over the logged rows).
-    """
-    keep = np.zeros(served.item.size, dtype=bool)
-    reward = np.zeros(served.item.size)
-    z = np.zeros(logs.n_queries)
-    starts = np.flatnonzero(np.r_[True, logs.query[1:] != logs.query[:-1]])
-    for s, e in zip(starts, np.r_[starts[1:], logs.query.size], strict=True):
-        g, kind = int(served.client[s]), int(served.kind[s])
-        idcg = ctx.idcg(g, ctx.candidates(g, year)[kind], k)
-        if idcg > 0:
-            keep[s:e] = True
-            reward[s:e] = ctx.gains(g, served.item[s:e])
-            z[logs.query[s]] = idcg
-    kept_queries = np.unique(logs.query[keep])
-    query = np.unique(logs.query[keep], return_inverse=True)[1].reshape(-1).astype(np.int64)
-    row_z = z[logs.query]
-    normalised = np.divide(reward, row_z, out=np.zeros_like(reward), where=row_z > 0)
-    slope, intercept = np.polyfit(rhat_logged[keep], normalised[keep], 1) if keep.sum() > 2 else (0.0, 0.0)
-    target_query = _query_numbers(counter)
-    dm_all = np.bincount(
-        target_query,
-        weights=(intercept + slope * rhat_target) * ope.dcg_weights(counter.position + 1),
-        minlength=logs.n_queries,
-    )
-    return ope.LoggedSlates(
-        query=query,
-        position=logs.position[keep],
-        logging_propensity=logs.logging_propensity[keep],
-        target_propensity=logs.target_propensity[keep],
-        reward=reward[keep],
-        reward_hat=(intercept + slope * rhat_logged[keep]) * row_z[keep],
-        normaliser=z[kept_queries],
-        target_dm=np.asarray(dm_all[kept_queries] * z[kept_queries], dtype=np.float64),
-    )
-
-
-def _reward_model(
-    ctx: _Context, target: PolkuModel, served: _Served, counter: _Served, labels: npt.NDArray[np.float64], year: int
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """The DR's reward model, from the target's own outcome estimates and the logs (never the truth).
-
-    ``rhat = p_accept * (1 + expected_outcome) * f_j`` with ``f_j`` the logged mean label at position ``j``
-    relative to position 1 (position bias), scaled so that its mean over the logged rows equals the mean label.
-    Returns the predictions for the logged rows and for the target's own slates.
-    """
-    refs = [reference_date(year)] * len(ctx.world.clients)
-    client = np.r_[served.client, counter.client]
-    item = np.r_[served.item, counter.item]
-    pred = target.predict_records(ctx.world.clients, ctx.world.opportunities, client, item, refs)
-    base = np.nan_to_num(pred["p_accept"] * (1.0 + pred["expected_outcome"]), nan=1.0)
-    by_pos = pd.Series(labels).groupby(served.position).mean()
-    first = max(float(by_pos.iloc[0]), 1e-9)
-    position = np.r_[served.position, counter.position]
-    factor = np.array([float(by_pos.get(j, by_pos.iloc[-1])) / first for j in range(int(position.max()) + 1)])
-    rhat = base * factor[position]
-    n = served.item.size
-    scale = float(labels.sum()) / max(float(rhat[:n].sum()), 1e-9)
-    return rhat[:n] * scale, rhat[n:] * scale
-
-
-def _dcg_per_query(values: npt.NDArray[np.float64], served: _Served) -> float:
-    query = _query_numbers(served)
-    per_q = np.bincount(query, weights=values * ope.dcg_weights(served.position + 1), minlength=int(query.max()) + 1)
-    return float(per_q.mean()) if per_q.size else float("nan")
 
 
 def _train(
