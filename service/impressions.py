@@ -57,6 +57,16 @@ class ImpressionWriter:
             self._pending.extend(rows)
             self._submitted += len(rows)
 
+    def forget(self, client_id: str) -> int:
+        """Drop queued rows naming ``client_id`` (after an erasure); returns how many were dropped."""
+        with self._lock:
+            keep = [r for r in self._pending if r.get("client_id") != client_id]
+            dropped = len(self._pending) - len(keep)
+            self._pending = keep
+            self._written += dropped  # settled: a flush waiting for them must not wait in vain
+            self._lock.notify_all()
+            return dropped
+
     @property
     def backlog(self) -> int:
         """Rows queued and not yet stored."""

@@ -206,3 +206,29 @@ def test_exploration_setting_fails_fast_naming_the_variable(tmp_path: Path) -> N
     with pytest.raises(ValidationError, match="POLKU_EXPLORATION"):
         make_settings("sqlite://", tmp_path, exploration="lots")
     assert make_settings("sqlite://", tmp_path).exploration == "off"
+
+
+def test_erasure_removes_impressions_still_queued(db_url: str, small_model: PolkuModel, tmp_path: Path) -> None:
+    """The writer holds the slate when the client is erased: the erasure stores it first, then deletes it."""
+    settings = make_settings(db_url, tmp_path, impression_flush_ms=600_000)
+    holder = ModelHolder(settings, registry_loader=registry_from({"model": small_model, "version": "1"}))
+    app = create_app(settings, model_holder=holder)
+    with TestClient(app) as client:
+        env = ApiEnv(client, settings, holder, {})
+        seed_store(env)
+        h = env.auth("counsellor")
+        assert client.post("/v1/suggestions", json={"client_id": "hel-c-008", "k": 2}, headers=h).status_code == 200
+        assert app.state.impressions.writer.backlog > 0
+        assert client.delete("/v1/clients/hel-c-008", headers=h).status_code == 200
+        assert app.state.impressions.writer.forget("hel-c-008") == 0
+    with app.state.session_factory() as s:
+        assert store.count_impressions(s, "hel-c-008") == 0
+
+
+def test_forget_drops_queued_rows_of_one_client() -> None:
+    from service.impressions import ImpressionWriter
+
+    writer = ImpressionWriter(60.0)
+    writer.submit([{"client_id": "a"}, {"client_id": "b"}, {"client_id": "a"}])
+    assert writer.forget("a") == 2
+    assert writer.backlog == 1
