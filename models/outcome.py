@@ -143,6 +143,7 @@ class OutcomeAwareRanker(Ranker):
         *,
         feature_names: Sequence[str],
         eval_set: tuple[Matrix, npt.ArrayLike, npt.ArrayLike] | None = None,
+        sample_weight: npt.ArrayLike | None = None,
     ) -> OutcomeAwareRanker:
         """Fit the acceptance lambdarank on ``y >= 1`` (accepted) per query.
 
@@ -153,6 +154,7 @@ class OutcomeAwareRanker(Ranker):
             feature_names: column names of ``X``.
             eval_set: validation ``(X, y, group)`` for early stopping; pass *shown* rows only, since unshown
                 negatives are a training device and make validation NDCG nearly constant.
+            sample_weight: per-row weights of the lambdarank (e.g. inverse-propensity weights), None = all 1.
 
         Returns:
             ``self``.
@@ -172,7 +174,12 @@ class OutcomeAwareRanker(Ranker):
             booster_trainer=self.booster_trainer,
         )
         self.acceptance_ = ranker.fit(
-            arr[:, cols], accepted, group, feature_names=[self._names()[i] for i in cols], eval_set=eval_cut
+            arr[:, cols],
+            accepted,
+            group,
+            feature_names=[self._names()[i] for i in cols],
+            eval_set=eval_cut,
+            sample_weight=sample_weight,
         )
         return self
 

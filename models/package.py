@@ -23,6 +23,7 @@ from features.records import KINDS, ClientProfile, Opportunity
 from features.taxonomy import default_taxonomy
 from models.baselines import PointsRanker
 from models.compiled import TreeEngine
+from models.exploration import Deterministic, SlatePolicy
 from models.rankers import LightGBMRanker, Ranker
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,9 @@ class RankResult:
         outcomes: per returned item, the ranker's outcome estimates (``p_accept``, ``expected_outcome``, ...;
             see ``models.outcome``), or None for rankers without them (the points fallback).
         plain_ranks: with congestion prices, each returned item's 1-based rank by its score alone (None without).
+        propensities: per returned item, its placement probability under ``policy`` (``models.exploration``).
+        explored: True when the policy sampled (the slate differs from the score order).
+        policy: name of the serving policy.
     """
 
     indices: npt.NDArray[np.int64]
@@ -58,6 +62,9 @@ class RankResult:
     feature_names: tuple[str, ...]
     outcomes: Mapping[str, npt.NDArray[np.float64]] | None = None
     plain_ranks: npt.NDArray[np.int64] | None = None
+    propensities: npt.NDArray[np.float64] | None = None
+    explored: bool = False
+    policy: str = "deterministic"
 
 
 @dataclass(frozen=True)
@@ -68,11 +75,17 @@ class ClientRanking:
         rows: rows of the client batch, best first.
         scores: ranker score per returned row.
         n_scored: how many clients the ranker scored (after the first stage).
+        propensities: per returned row, its placement probability under ``policy``.
+        explored: True when the policy sampled.
+        policy: name of the serving policy.
     """
 
     rows: npt.NDArray[np.int64]
     scores: npt.NDArray[np.float64]
     n_scored: int
+    propensities: npt.NDArray[np.float64] | None = None
+    explored: bool = False
+    policy: str = "deterministic"
 
 
 class PolkuModel:
@@ -217,6 +230,9 @@ class PolkuModel:
         rows: npt.ArrayLike,
         k: int,
         reference_date: date | None = None,
+        *,
+        policy: SlatePolicy | None = None,
+        seed: int | None = None,
     ) -> ClientRanking:
         """The best ``k`` of clients ``rows`` of a batch for one catalogue item (candidate lists).
 
@@ -230,6 +246,8 @@ class PolkuModel:
             rows: the eligible clients' rows in ``clients``.
             k: how many to return.
             reference_date: day against which waiting times are measured.
+            policy: serving policy (default: deterministic, the best ``k``); see ``models.exploration``.
+            seed: seed of a sampling policy's draw.
 
         Returns:
             Rows best first with their scores, and how many the ranker scored.
@@ -243,11 +261,19 @@ class PolkuModel:
             return ClientRanking(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64), int(idx.size))
         X = self.featurizer.transform_many_clients(clients, enc_items, item_index, reference_date, rows=idx)
         scores = self.score_rows(X)
+        if policy is not None and not isinstance(policy, Deterministic):
+            # Sampling needs the whole scored pool in a fixed order: client id order, so ties are reproducible.
+            by_id = np.argsort(np.array([clients.client_ids[int(r)] for r in idx], dtype=str), kind="stable")
+            slate = policy.select(scores[by_id], k, seed)
+            chosen = by_id[slate.order]
+            return ClientRanking(
+                idx[chosen], scores[chosen], int(idx.size), slate.propensities, slate.explored, slate.policy
+            )
         n = min(k, idx.size)
         top = np.argpartition(-scores, n - 1)[:n] if n < idx.size else np.arange(idx.size)
         ids = np.array([clients.client_ids[int(r)] for r in idx[top]], dtype=str)
         order = top[np.lexsort((ids, -scores[top]))]
-        return ClientRanking(idx[order], scores[order], int(idx.size))
+        return ClientRanking(idx[order], scores[order], int(idx.size), np.ones(order.size))
 
     def tree_count(self) -> int | None:
         """Trees the ranker evaluates per row (None for rankers without trees)."""
@@ -333,19 +359,24 @@ class PolkuModel:
         reference_date: date | None = None,
         *,
         prices: npt.NDArray[np.float64] | None = None,
+        policy: SlatePolicy | None = None,
+        seeds: Sequence[int | None] | None = None,
     ) -> list[RankResult]:
         """:meth:`rank` for several candidate lists of one client (e.g. one per kind) with one ranker call.
 
         Each group goes through the first stage on its own; the survivors of all groups are featurized and
         scored together, and contributions are computed once for all returned items (each LightGBM call has
-        a fixed cost, so three calls per request cost more than one).
+        a fixed cost, so three calls per request cost more than one). A sampling ``policy``
+        (``models.exploration``) chooses each group's slate among that group's scored (eligible) candidates,
+        with one seed per group.
 
         With ``prices`` (congestion price per catalogue position, ``models.allocation``) each list is sorted by
         score minus price, and results carry each item's rank by score alone (``plain_ranks``).
 
         Returns:
-            One result per group, equal to ``rank`` on that group (without prices).
+            One result per group, equal to ``rank`` on that group under the deterministic policy (without prices).
         """
+        serving: SlatePolicy = policy or Deterministic()
         enc = self._encoded(enc_client)
         kept = self._first_stage_groups(enc, enc_items, groups)
         sizes = [i.size for i in kept]
@@ -359,10 +390,11 @@ class PolkuModel:
             scores = self.score_rows(X)
         order_by = scores if prices is None else scores - prices[all_idx]
         bounds = np.r_[0, np.cumsum(sizes)].astype(np.int64)
-        tops = [
-            bounds[g] + np.argsort(-order_by[bounds[g] : bounds[g + 1]], kind="stable")[: max(k, 0)]
+        slates = [  # a sampling policy explores around the price-adjusted order, as serving shows it
+            serving.select(order_by[bounds[g] : bounds[g + 1]], k, None if seeds is None else seeds[g])
             for g in range(len(kept))
         ]
+        tops = [bounds[g] + slate.order for g, slate in enumerate(slates)]
         plain: list[npt.NDArray[np.int64] | None] = [None] * len(kept)
         if prices is not None:
             for g, top in enumerate(tops):
@@ -384,6 +416,9 @@ class PolkuModel:
                     feature_names=self.feature_names,
                     outcomes=None if outcomes is None else {key: v[start:end] for key, v in outcomes.items()},
                     plain_ranks=plain[g],
+                    propensities=slates[g].propensities,
+                    explored=slates[g].explored,
+                    policy=slates[g].policy,
                 )
             )
             start = end

@@ -245,6 +245,7 @@ class LightGBMRanker(Ranker):
         *,
         feature_names: Sequence[str],
         eval_set: tuple[Matrix, npt.ArrayLike, npt.ArrayLike] | None = None,
+        sample_weight: npt.ArrayLike | None = None,
     ) -> LightGBMRanker:
         """Train on rows ``X`` with graded integer labels ``y`` (0..30) and query ids ``group``.
 
@@ -254,6 +255,8 @@ class LightGBMRanker(Ranker):
             group: query id per row; rows of a query need not be contiguous.
             feature_names: one name per column.
             eval_set: optional validation ``(X, y, group)`` for early stopping.
+            sample_weight: optional weight per row (LightGBM scales each row's lambdarank gradient by it), e.g.
+                inverse-propensity weights of logged rows.
 
         Returns:
             ``self``.
@@ -268,6 +271,8 @@ class LightGBMRanker(Ranker):
         order, sizes = _query_order(group, X_arr.shape[0])
         params = self._merged_params()
         if self.booster_trainer is not None:
+            if sample_weight is not None:
+                raise RankerError("sample weights are not supported by a distributed booster trainer (--dask)")
             y_sorted = y_arr[order].astype(np.int32)
             sizes_arr = np.asarray(sizes, dtype=np.int64)
             self.booster_ = self.booster_trainer(params, X_arr[order], y_sorted, sizes_arr, names, self.num_boost_round)
@@ -282,8 +287,14 @@ class LightGBMRanker(Ranker):
             self.feature_names_ = names
             self.compiled_ = None
             return self
+        weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)[order]
         train = lgb.Dataset(
-            X_arr[order], label=y_arr[order].astype(np.int32), group=sizes, feature_name=names, free_raw_data=True
+            X_arr[order],
+            label=y_arr[order].astype(np.int32),
+            group=sizes,
+            weight=weight,
+            feature_name=names,
+            free_raw_data=True,
         )
         valid_sets: list[Any] = []
         callbacks: list[Any] = []

@@ -1,4 +1,4 @@
-"""Write ``01_world.ipynb`` and ``02_model_report.ipynb`` from the cell sources below (outputs stripped).
+"""Write ``01_world.ipynb``, ``02_model_report.ipynb`` and ``03_learning_loop.ipynb`` (outputs stripped).
 
 Run ``python notebooks/build_notebooks.py`` after editing a cell here; never edit the ``.ipynb`` files by hand, so
 that they stay reproducible and free of outputs. The notebooks only call ``training.reports`` (and the world and
@@ -446,6 +446,98 @@ fig""",
 ]
 
 
+LOOP_CELLS: Final[list[tuple[str, str]]] = [
+    (
+        "md",
+        """\
+# 03 · Learning from Polku's own suggestions: three loops side by side
+
+`polku simulate` deploys a ranker in the synthetic world for several rounds (`training/simulate.py`). Round 0 is
+the counsellors' history. In each round a new cohort arrives, the champion serves its slates through the serving
+code (eligibility, `PolkuModel.rank_groups`, the serving policy of `models/exploration.py`), simulated clients
+choose with the world's choice model (position bias included) and outcomes are drawn from the truth. The logs,
+with their exact propensities, train a challenger, and the gate decides.
+
+Three loops on the same world and seed: the points ranker every round; the learned model without exploration;
+the learned model with Plackett–Luce exploration below place 3. The notebook reads the report named by
+`POLKU_SIMULATION_REPORT` (written by `polku simulate --policy all --out ...`), or runs a small comparison.""",
+    ),
+    (
+        "code",
+        """\
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+from IPython.display import display
+from matplotlib.figure import Figure
+from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+from training import reports
+from training.config import TrainConfig
+from training.loops import compare_loops
+
+matplotlib.use("Agg")
+set_matplotlib_formats("png")
+path = os.environ.get("POLKU_SIMULATION_REPORT")
+if path:
+    report = json.loads(Path(path).read_text(encoding="utf-8"))
+else:  # a small world and short training: minutes, not the default world's run
+    report = compare_loops(3, exploration=0.02, clients=600, train=TrainConfig(num_boost_round=100))
+rounds = reports.simulation_rounds_frame(report)
+display(rounds.round(4))""",
+    ),
+    (
+        "md",
+        """\
+## Quality against the truth and realised outcomes
+
+NDCG@10 of what was shown, graded by the world's truth, and the share of the cohort that started, completed and
+was employed six months later.""",
+    ),
+    (
+        "code",
+        """\
+metrics = ["ndcg_10", "started_rate", "completed_rate", "employed_6m_rate"]
+fig = Figure(figsize=(12, 3.2))
+for n, metric in enumerate(metrics):
+    ax = fig.add_subplot(1, len(metrics), n + 1)
+    for loop, part in rounds.groupby("loop"):
+        ax.plot(part["round"], part[metric], marker="o", label=loop)
+    ax.set_title(metric)
+    ax.set_xlabel("round")
+fig.axes[0].legend(fontsize=7)
+fig.tight_layout()
+fig""",
+    ),
+    (
+        "md",
+        """\
+## Off-policy estimates next to the true value
+
+For every trained challenger, the IPS, SNIPS and doubly robust estimates of its value (DCG@10 of graded outcome
+labels per slate) from that round's logs alone, next to the exact expected value under the world's behaviour.
+Without exploration most slates give the challenger no support, and the estimates fail.""",
+    ),
+    (
+        "code",
+        """\
+ope = rounds.dropna(subset=["ope_true_value"])
+fig = Figure(figsize=(6, 3.2))
+ax = fig.add_subplot(1, 1, 1)
+labels = [f"{r.loop} r{r['round']}" for _, r in ope.iterrows()]
+for method, marker in (("ope_ips", "v"), ("ope_snips", "o"), ("ope_dr", "s"), ("ope_true_value", "*")):
+    ax.scatter(range(len(ope)), ope[method], marker=marker, label=method.removeprefix("ope_"))
+ax.set_xticks(range(len(ope)), labels, rotation=30, ha="right", fontsize=7)
+ax.legend(fontsize=7)
+fig.tight_layout()
+display(ope[["loop", "round", "ope_ips", "ope_snips", "ope_dr", "ope_true_value", "promoted"]].round(4))
+fig""",
+    ),
+]
+
+
 def _cell(kind: str, source: str) -> nbformat.NotebookNode:
     if kind == "md":
         return new_markdown_cell(source)  # type: ignore[no-untyped-call]
@@ -478,6 +570,7 @@ def build(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
 NOTEBOOKS: Final[dict[str, list[tuple[str, str]]]] = {
     "01_world.ipynb": WORLD_CELLS,
     "02_model_report.ipynb": MODEL_CELLS,
+    "03_learning_loop.ipynb": LOOP_CELLS,
 }
 
 

@@ -21,6 +21,7 @@ from features.centres import CENTRES
 from service.auth import TokenVerifier
 from service.coding import CoderHolder
 from service.errors import install_error_handlers
+from service.impressions import ImpressionLog
 from service.metrics import ServiceMetrics
 from service.middleware import BodyLimitMiddleware, LoadShedMiddleware, SecurityHeadersMiddleware, TimingMiddleware
 from service.model_holder import ModelHolder, Snapshot
@@ -75,6 +76,7 @@ def _start(app: FastAPI) -> None:
     migrate(engine)
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
+    app.state.impressions.writer.start(app.state.session_factory)
     holder: ModelHolder = app.state.model_holder
     with app.state.session_factory() as session:
         fingerprint = repo.catalogue_fingerprint(session)
@@ -125,6 +127,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        # Uvicorn runs this on SIGTERM after in-flight requests end: queued impressions are written first.
+        await run_in_threadpool(app.state.impressions.writer.close)
         app.state.engine.dispose()
 
 
@@ -171,6 +175,7 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
     app.state.model_holder = model_holder or ModelHolder(settings)
     app.state.profile_cache = ProfileCache()
     app.state.coder_holder = CoderHolder()
+    app.state.impressions = ImpressionLog(settings)
     install_error_handlers(app)
     for module in (health, suggestions, candidates, clients, opportunities, coding, feedback, model):
         # Added flat (routers carry their own prefixes) so that ``app.routes`` lists every APIRoute: the

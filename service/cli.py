@@ -179,7 +179,7 @@ def load_world_cmd(
 def export_training_data_cmd(
     out: Annotated[Path, typer.Option("--out", help="Output file (JSON lines).")],
 ) -> None:
-    """Export de-identified profiles and feedback of clients who consented to model training."""
+    """Export de-identified profiles, impressions and feedback of clients who consented to model training."""
     from service.export import export_training_data
     from service.settings import Settings
     from service.storage.db import make_engine, make_session_factory, migrate
@@ -190,7 +190,10 @@ def export_training_data_cmd(
     with make_session_factory(engine)() as session:
         report = export_training_data(session, out)
     engine.dispose()
-    typer.echo(f"exported {report.clients} clients and {report.feedback} feedback events to {report.path}")
+    typer.echo(
+        f"exported {report.clients} clients, {report.impressions} impressions and {report.feedback} feedback events "
+        f"to {report.path}"
+    )
 
 
 @app.command("code")

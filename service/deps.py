@@ -13,6 +13,7 @@ from features.coding import Coder
 from service.auth import Principal, TokenVerifier, current_principal, require_roles
 from service.coding import CoderHolder
 from service.errors import ServiceUnavailable
+from service.impressions import ImpressionLog
 from service.metrics import ServiceMetrics
 from service.model_holder import ModelHolder, Snapshot
 from service.profile_cache import ProfileCache
@@ -62,6 +63,12 @@ def get_profile_cache(request: Request) -> ProfileCache:
     return cache
 
 
+def get_impressions(request: Request) -> ImpressionLog:
+    """The app's serving policy and impression writer."""
+    log: ImpressionLog = request.app.state.impressions
+    return log
+
+
 def get_engine(request: Request) -> Engine:
     """The app's database engine (readiness pings it)."""
     engine: Engine = request.app.state.engine
@@ -88,6 +95,7 @@ CoderDep = Annotated[Coder, Depends(get_coder)]
 ProfileCacheDep = Annotated[ProfileCache, Depends(get_profile_cache)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 VerifierDep = Annotated[TokenVerifier, Depends(get_token_verifier)]
+ImpressionsDep = Annotated[ImpressionLog, Depends(get_impressions)]
 
 
 def get_snapshot(session: SessionDep, holder: HolderDep) -> Snapshot:

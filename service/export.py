@@ -4,8 +4,12 @@ The file is the contract between the service and training (``training.feedback``
 
 * ``{"kind": "meta", "format": "polku-training-export", "version": 1, "exported_at": ...}`` first;
 * ``{"kind": "client", "profile": <ClientProfile JSON, client_id replaced by a pseudonym>}``;
+* ``{"kind": "impression", "impression": <ImpressionRecord JSON>}``: every item shown to an exported client (by
+  suggestions, or as a candidate), with position, score, serving policy and propensity; ids are pseudonyms;
 * ``{"kind": "feedback", "event": <DecisionEvent | OutcomeEvent JSON, client_id and event_id replaced>,
-  "opportunity_kind": "training" | "work_trial" | "vacancy" | null}`` in order of ``occurred_at``.
+  "opportunity_kind": "training" | "work_trial" | "vacancy" | null, "impression": {...} | null}`` in order of
+  ``occurred_at``; an event naming an ``impression_id`` is joined to the shown item (``position``,
+  ``propensity``, ``policy``, ``explored``, ``model_version``), its impression id replaced by the same pseudonym.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ from typing import Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.storage import impressions as impression_store
 from service.storage import repositories as repo
-from service.storage.tables import FeedbackRow, OpportunityRow
+from service.storage.tables import FeedbackRow, ImpressionRow, OpportunityRow
 
 EXPORT_FORMAT: Final = "polku-training-export"
-EXPORT_VERSION: Final = 1
+EXPORT_VERSION: Final = 2
 _CHUNK: Final = 500
 
 
@@ -37,6 +42,7 @@ class ExportReport:
     clients: int
     feedback: int
     path: Path
+    impressions: int = 0
 
 
 def pseudonym(client_id: str, salt: bytes) -> str:
@@ -47,6 +53,29 @@ def pseudonym(client_id: str, salt: bytes) -> str:
 def event_pseudonym(event_id: str, salt: bytes) -> str:
     """A salted hash standing in for an event id (case tools may build event ids from client ids)."""
     return "evt-" + hashlib.sha256(salt + b"event:" + event_id.encode()).hexdigest()[:24]
+
+
+def impression_pseudonym(impression_id: str, salt: bytes) -> str:
+    """A salted hash standing in for an impression id (same in impression and feedback lines of one export)."""
+    return "imp-" + hashlib.sha256(salt + b"impression:" + impression_id.encode()).hexdigest()[:24]
+
+
+def _impression_record(row: ImpressionRow, salt: bytes) -> dict[str, object]:
+    return {
+        "impression_id": impression_pseudonym(row.impression_id, salt),
+        "surface": row.surface,
+        "client_id": pseudonym(str(row.client_id), salt),
+        "opportunity_id": row.opportunity_id,
+        "kind": row.kind,
+        "position": row.position,
+        "score": row.score,
+        "propensity": row.propensity,
+        "policy": row.policy,
+        "explored": row.explored,
+        "model_version": row.model_version,
+        "reference_date": row.reference_date.isoformat(),
+        "shown_at": repo.as_utc(row.shown_at).isoformat(),
+    }
 
 
 def _opportunity_kinds(session: Session, opportunity_ids: Iterable[str]) -> dict[str, str]:
@@ -62,14 +91,34 @@ def _opportunity_kinds(session: Session, opportunity_ids: Iterable[str]) -> dict
     return out
 
 
-def _feedback_lines(session: Session, rows: Sequence[FeedbackRow], salt: bytes) -> Iterable[str]:
-    """One JSON line per feedback row, ordered by time, with pseudonymous client and event ids."""
+def _feedback_lines(
+    session: Session, rows: Sequence[FeedbackRow], shown: Sequence[ImpressionRow], salt: bytes
+) -> Iterable[str]:
+    """One JSON line per feedback row, ordered by time, with pseudonymous ids, joined to the shown item."""
     kinds = _opportunity_kinds(session, (r.opportunity_id for r in rows))
+    by_pair = {(r.impression_id, r.client_id, r.opportunity_id): r for r in shown}
     for row in sorted(rows, key=lambda r: (str(r.payload.get("occurred_at", "")), r.event_id)):
         event = dict(row.payload)
         event["client_id"] = pseudonym(str(row.client_id), salt)
         event["event_id"] = event_pseudonym(row.event_id, salt)
-        line = {"kind": "feedback", "event": event, "opportunity_kind": kinds.get(row.opportunity_id)}
+        joined = None
+        if event.get("impression_id"):
+            hit = by_pair.get((str(event["impression_id"]), row.client_id, row.opportunity_id))
+            event["impression_id"] = impression_pseudonym(str(event["impression_id"]), salt)
+            if hit is not None:
+                joined = {
+                    "position": hit.position,
+                    "propensity": hit.propensity,
+                    "policy": hit.policy,
+                    "explored": hit.explored,
+                    "model_version": hit.model_version,
+                }
+        line = {
+            "kind": "feedback",
+            "event": event,
+            "opportunity_kind": kinds.get(row.opportunity_id),
+            "impression": joined,
+        }
         yield json.dumps(line, sort_keys=True)
 
 
@@ -77,13 +126,14 @@ def export_training_data(session: Session, out: Path, *, salt: bytes | None = No
     """Write the JSON lines described in the module docstring (a meta line, clients, then feedback).
 
     Only clients with ``model_training`` consent are exported, with ids replaced by salted hashes (a fresh
-    random salt per export unless given); their feedback events carry the same pseudonym, a pseudonymous event
-    id and the opportunity's kind. Audit-only attributes and who recorded an event are never exported.
+    random salt per export unless given); their impressions and feedback events carry the same pseudonym, a
+    pseudonymous event id and the opportunity's kind, and events are joined to the impression that showed them.
+    Audit-only attributes and who recorded an event are never exported.
     """
     salt = salt if salt is not None else secrets.token_bytes(32)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
-    n_clients = n_feedback = 0
+    n_clients = n_feedback = n_impressions = 0
     ids: list[str] = []
     meta = {
         "kind": "meta",
@@ -99,8 +149,13 @@ def export_training_data(session: Session, out: Path, *, salt: bytes | None = No
             record["client_id"] = pseudonym(profile.client_id, salt)
             fh.write(json.dumps({"kind": "client", "profile": record}, sort_keys=True) + "\n")
             n_clients += 1
-        for line in _feedback_lines(session, repo.feedback_for_clients(session, ids), salt):
+        shown = impression_store.impressions_for_clients(session, ids)
+        for row in shown:
+            fh.write(json.dumps({"kind": "impression", "impression": _impression_record(row, salt)}, sort_keys=True))
+            fh.write("\n")
+            n_impressions += 1
+        for line in _feedback_lines(session, repo.feedback_for_clients(session, ids), shown, salt):
             fh.write(line + "\n")
             n_feedback += 1
     tmp.replace(out)
-    return ExportReport(n_clients, n_feedback, out)
+    return ExportReport(n_clients, n_feedback, out, n_impressions)

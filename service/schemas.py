@@ -64,6 +64,18 @@ OpportunityIn = Annotated[OpportunityPut, BeforeValidator(_json_arrays_to_tuples
 
 
 # ------------------------------------------------------------------------------------------------ common
+class _ServedRanking(_Api):
+    """What every ranking response says about how it was served (stored as impressions)."""
+
+    impression_id: str = Field(
+        description="Id of this served ranking; name it in feedback (`impression_id`) on what was shown."
+    )
+    policy: str = Field(
+        description="Serving policy: `deterministic` (best by score) or `plackett-luce(...)` (exploration)."
+    )
+    explored: bool = Field(description="True when exploration reordered places 4 and below (see the model card).")
+
+
 class ModelInfo(_Api):
     """Which model answered: registry name, version and alias, and whether it is the points fallback."""
 
@@ -268,7 +280,7 @@ class PriceRunInfo(_Api):
     model_version: str | None = None
 
 
-class SuggestionsResponse(_Api):
+class SuggestionsResponse(_ServedRanking):
     """Suggestions per kind, exclusions and paths, with the model that served them."""
 
     client_id: str
@@ -304,7 +316,7 @@ class Candidate(_Api):
     gaps: list[str] = Field(default_factory=list)
 
 
-class CandidatesResponse(_Api):
+class CandidatesResponse(_ServedRanking):
     """Ranked candidates for one opportunity."""
 
     opportunity_id: str

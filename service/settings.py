@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from features import paths
+from models.exploration import policy_from_setting
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +61,11 @@ class Settings(BaseSettings):
         overload_retry_after_s: ``Retry-After`` sent with a 503 for overload.
         retention_audit_days: audit-log rows older than this are deleted by ``polku retention --apply``.
         retention_feedback_days: feedback older than this is de-identified by ``polku retention --apply``.
-        retention_impressions_days: period of the impressions table (suggestions shown), applied once that table
-            is registered in ``service/storage/retention.py``.
+        retention_impressions_days: impressions (items shown by rankings) older than this are deleted by
+            ``polku retention --apply``.
+        exploration: serving policy: ``off`` (the best k by score) or a Plackett–Luce temperature > 0 that samples
+            places 4 and below among the eligible, scored candidates (``models.exploration``).
+        impression_flush_ms: the impression writer stores queued impressions this often (and at shutdown).
         db_retry_after_s: ``Retry-After`` sent with 503 when the database is unreachable.
     """
 
@@ -98,6 +102,14 @@ class Settings(BaseSettings):
     retention_feedback_days: int = Field(default=1095, ge=1, le=36_500)
     retention_impressions_days: int = Field(default=180, ge=1, le=36_500)
     db_retry_after_s: int = Field(default=5, ge=1, le=3600)
+    exploration: str = Field(default="off", max_length=32)
+    impression_flush_ms: int = Field(default=200, ge=1, le=600_000)
+
+    @field_validator("exploration")
+    @classmethod
+    def _known_policy(cls, value: str) -> str:
+        policy_from_setting(value)  # raises ValueError naming POLKU_EXPLORATION
+        return value.strip().lower()
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from datetime import date
 from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 from fastapi import HTTPException, status
 from sqlalchemy.orm import Session
 
@@ -22,11 +23,13 @@ from features.records import KINDS, ClientProfile, Opportunity
 from features.taxonomy import default_taxonomy
 from models.explain import RemedyIndex, explain, outcome_reasons, readiness
 from models.explain import gaps as explain_gaps
+from models.exploration import SlatePolicy
 from models.messages import exclusion_text, reason_text
 from models.paths import PathPlanner
 from service.auth import Principal, ensure_centre
 from service.congestion import CentrePrices, centre_prices
 from service.deps import actor_of
+from service.impressions import ImpressionLog, Row, impression_row
 from service.metrics import ServiceMetrics
 from service.model_holder import Snapshot
 from service.profile_cache import ProfileCache
@@ -111,12 +114,14 @@ def suggestions_for(
     snapshot: Snapshot,
     metrics: ServiceMetrics,
     today: date,
+    impressions: ImpressionLog,
 ) -> SuggestionsResponse:
     """The use case behind ``POST /v1/suggestions``: the client, the consent, the audit, then :func:`suggest`.
 
     A stored client is read by id, an inline profile taken as given; either must belong to the caller's centre
     and have consented to matching, and the use is audited (``suggestions`` / ``suggestions_inline``) and
-    committed before ranking.
+    committed before ranking. The slate is served by the app's policy and queued as impressions (one row per
+    shown item, written off the request path).
 
     Raises:
         HTTPException: 404 unknown client, 403 another centre or no matching consent.
@@ -137,7 +142,10 @@ def suggestions_for(
     if req.congestion_aware and not snapshot.loaded.fallback:  # prices are in the learnt model's score units
         prices = centre_prices(session, snapshot, client.centre)
     session.commit()
-    response = suggest(client, req, snapshot, today, prices=prices)
+    response, rows = serve_suggestions(
+        client, req, snapshot, today, impressions.policy, impressions.new_id(), prices=prices
+    )
+    impressions.record(rows)
     for group in response.suggestions:
         metrics.suggestions.labels(kind=group.kind).inc()
     if response.model.fallback:
@@ -154,11 +162,12 @@ def candidates_for(
     profiles: ProfileCache,
     metrics: ServiceMetrics,
     today: date,
+    impressions: ImpressionLog,
 ) -> CandidatesResponse:
     """The use case behind ``POST /v1/opportunities/{id}/candidates``: the item, the pool, the ranking, the audit.
 
     Only clients of the item's centre who consented to matching and to sharing with coordinators are ranked;
-    every disclosed client is audited (``candidates``).
+    every disclosed client is audited (``candidates``) and each shown client is queued as an impression.
 
     Raises:
         HTTPException: 404 unknown opportunity, 403 another centre.
@@ -168,7 +177,28 @@ def candidates_for(
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="opportunity not found")
     ensure_centre(principal, opp.centre)
     clients = profiles.resolve(session, repo.shareable_client_versions(session, opp.centre))
-    response = rank_candidates(opp, clients, req, snapshot, today)
+    impression_id = impressions.new_id()
+    response, propensities = _rank_candidates(opp, clients, req, snapshot, today, impressions.policy, impression_id)
+    model = {"name": response.model.name, "version": response.model.version}
+    impressions.record(
+        [
+            impression_row(
+                impression_id,
+                surface="candidates",
+                client_id=c.client_id,
+                opportunity_id=opp.opportunity_id,
+                kind=opp.kind,
+                position=c.rank,
+                score=c.score,
+                model=model,
+                policy=response.policy,
+                propensity=float(p),
+                explored=response.explored,
+                reference_date=req.reference_date or today,
+            )
+            for c, p in zip(response.data, propensities, strict=True)
+        ]
+    )
     repo.write_audit(session, actor_of(principal), [c.client_id for c in response.data], "candidates")
     session.commit()
     metrics.candidates.inc()
@@ -182,6 +212,8 @@ def suggest(
     req: SuggestionsRequest,
     snapshot: Snapshot,
     today: date,
+    policy: SlatePolicy | None = None,
+    impression_id: str | None = None,
     *,
     prices: CentrePrices | None = None,
 ) -> SuggestionsResponse:
@@ -192,9 +224,27 @@ def suggest(
         req: the validated request.
         snapshot: model and catalogue to use for the whole answer.
         today: default reference date.
+        policy: serving policy (default deterministic); see ``models.exploration``.
+        impression_id: id of this answer (default: a new one); seeds a sampling policy.
         prices: the centre's congestion prices; when a run exists, each list is sorted by score minus price and
             an item that moved says so in its reasons.
     """
+    return serve_suggestions(
+        client, req, snapshot, today, policy, impression_id or ImpressionLog.new_id(), prices=prices
+    )[0]
+
+
+def serve_suggestions(
+    client: ClientProfile,
+    req: SuggestionsRequest,
+    snapshot: Snapshot,
+    today: date,
+    policy: SlatePolicy | None,
+    impression_id: str,
+    *,
+    prices: CentrePrices | None = None,
+) -> tuple[SuggestionsResponse, list[Row]]:
+    """:func:`suggest` and the impression rows of the answer (one per shown item)."""
     ref = req.reference_date or today
     cat = snapshot.catalogue
     model = snapshot.loaded.model
@@ -205,14 +255,37 @@ def suggest(
     groups: list[KindSuggestions] = []
     candidates = [eligible[kinds_arr[eligible] == KINDS.index(kind)] for kind in req.kinds]
     price_of = prices.prices if prices is not None else None
-    results = model.rank_groups(enc, snapshot.items, candidates, req.k, ref, prices=price_of)
+    seeds = [ImpressionLog.seed(impression_id, g) for g in range(len(candidates))]
+    results = model.rank_groups(
+        enc, snapshot.items, candidates, req.k, ref, prices=price_of, policy=policy, seeds=seeds
+    )
+    info = model_info(snapshot)
+    meta = {"name": info.name, "version": info.version}
+    rows: list[Row] = []
     for kind, idx, result in zip(req.kinds, candidates, results, strict=True):
         items = []
+        props = result.propensities if result.propensities is not None else np.ones(result.indices.size)
         reference = model.outcome_reference(kind)
         for rank, (pos, score, contrib) in enumerate(
             zip(result.indices, result.scores, result.contributions, strict=True), start=1
         ):
             o = cat.opportunities[int(pos)]
+            rows.append(
+                impression_row(
+                    impression_id,
+                    surface="suggestions",
+                    client_id=client.client_id,
+                    opportunity_id=o.opportunity_id,
+                    kind=o.kind,
+                    position=rank,
+                    score=float(score),
+                    model=meta,
+                    policy=result.policy,
+                    propensity=float(props[rank - 1]),
+                    explored=result.explored,
+                    reference_date=ref,
+                )
+            )
             outcome = _outcome_of(result.outcomes, rank - 1)
             found = explain(result.feature_names, client, o, contrib, req.lang)
             if outcome:
@@ -244,15 +317,19 @@ def suggest(
     named = [_named_status(oid, elig.reason_for(oid), oid in cat.position, req.lang) for oid in req.explain]
     counts = elig.excluded_counts()
     paths = _paths(client, snapshot, ref, req.lang) if req.include_paths else []
-    return SuggestionsResponse(
+    response = SuggestionsResponse(
+        impression_id=impression_id,
+        policy=results[0].policy if results else (policy.name if policy else "deterministic"),
+        explored=any(r.explored for r in results),
         client_id=client.client_id,
         reference_date=ref,
-        model=model_info(snapshot),
+        model=info,
         suggestions=groups,
         excluded=ExclusionSummary(total=sum(counts.values()), by_reason=counts, named=named),
         paths=paths,
         price_run=prices.run if prices is not None else None,
     )
+    return response, rows
 
 
 def _congestion_reasons(rank: int, plain_rank: int, price: float, lang: str) -> list[Reason]:
@@ -320,7 +397,13 @@ def _paths(client: ClientProfile, snapshot: Snapshot, ref: date, lang: str) -> l
 
 # ---------------------------------------------------------------------------------------------- candidates
 def rank_candidates(
-    opp: Opportunity, clients: Sequence[ClientProfile], req: CandidatesRequest, snapshot: Snapshot, today: date
+    opp: Opportunity,
+    clients: Sequence[ClientProfile],
+    req: CandidatesRequest,
+    snapshot: Snapshot,
+    today: date,
+    policy: SlatePolicy | None = None,
+    impression_id: str | None = None,
 ) -> CandidatesResponse:
     """Rank consenting clients for one opportunity (eligible ones only), with readiness and support needs.
 
@@ -334,7 +417,21 @@ def rank_candidates(
         req: the validated request.
         snapshot: model to score with.
         today: default reference date.
+        policy: serving policy (default deterministic); see ``models.exploration``.
+        impression_id: id of this answer (default: a new one); seeds a sampling policy.
     """
+    return _rank_candidates(opp, clients, req, snapshot, today, policy, impression_id or ImpressionLog.new_id())[0]
+
+
+def _rank_candidates(
+    opp: Opportunity,
+    clients: Sequence[ClientProfile],
+    req: CandidatesRequest,
+    snapshot: Snapshot,
+    today: date,
+    policy: SlatePolicy | None,
+    impression_id: str,
+) -> tuple[CandidatesResponse, npt.NDArray[np.float64]]:
     ref = req.reference_date or today
     model = snapshot.loaded.model
     pos = snapshot.catalogue.position.get(opp.opportunity_id)
@@ -347,10 +444,16 @@ def rank_candidates(
     codes = evaluator.evaluate_clients(pool.table, item, ref)
     counts = np.bincount(codes.astype(np.intp), minlength=len(REASONS))
     excluded = {REASONS[i]: int(c) for i, c in enumerate(counts) if i > 0 and c > 0}
-    ranking = model.rank_clients(pool.batch, items, item, np.flatnonzero(codes == 0), req.k, ref)
+    seed = ImpressionLog.seed(impression_id)
+    ranking = model.rank_clients(
+        pool.batch, items, item, np.flatnonzero(codes == 0), req.k, ref, policy=policy, seed=seed
+    )
     ranked = [(float(sc), pool.clients[int(r)]) for r, sc in zip(ranking.rows, ranking.scores, strict=True)]
     data = [_candidate(c, opp, rank, sc) for rank, (sc, c) in enumerate(ranked, start=1)]
-    return CandidatesResponse(
+    response = CandidatesResponse(
+        impression_id=impression_id,
+        policy=ranking.policy,
+        explored=ranking.explored,
         opportunity_id=opp.opportunity_id,
         model=model_info(snapshot),
         considered=len(clients),
@@ -358,6 +461,8 @@ def rank_candidates(
         count=len(data),
         data=data,
     )
+    props = ranking.propensities if ranking.propensities is not None else np.ones(len(data))
+    return response, props
 
 
 @dataclass(frozen=True, eq=False)

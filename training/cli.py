@@ -1,4 +1,4 @@
-"""Typer sub-app for offline work: world, train, evaluate, evaluate-coding, promote, rollback (lazy heavy imports)."""
+"""Typer sub-app for offline work: world, train, evaluate, evaluate-coding, promote, simulate, rollback."""
 
 from __future__ import annotations
 
@@ -182,20 +182,82 @@ def evaluate_coding_cmd(
 def promote_cmd(
     version: Annotated[int, typer.Option("--version", help="Registered version to put through the gate.")],
     world: WorldOption = None,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline-policy-evaluation",
+            help="Judge the version from logged impressions alone (IPS/SNIPS/DR), not from the world's truth.",
+        ),
+    ] = False,
+    logs: Annotated[
+        Path | None,
+        typer.Option("--logs", help="Export of `polku export-training-data` (with --offline-policy-evaluation)."),
+    ] = None,
 ) -> None:
-    """Re-evaluate a version and the champion on the world's test cohort and apply the promotion gate."""
+    """Re-evaluate a version and the champion on the world's test cohort and apply the promotion gate.
+
+    With --offline-policy-evaluation the version is judged from logged slates and their propensities only; the
+    world supplies just the catalogue the slates were served from.
+    """
     from training.config import TrainConfig  # noqa: F811 - runtime import of the TYPE_CHECKING name
     from training.datasets import time_split
     from training.evaluate import build_test_set
-    from training.promote import promote
+    from training.promote import promote, promote_offline
     from training.world import World
 
     _setup_logging()
     cfg = TrainConfig()
     w = World.load(_world_dir(world))
+    if offline:
+        if logs is None:
+            raise typer.BadParameter("--logs is required with --offline-policy-evaluation", param_hint="--logs")
+        d = promote_offline(version, logs=logs, opportunities=w.opportunities, config=cfg)
+        typer.echo(f"promotion (offline): v{d.version} -> {d.alias or 'no alias change'}: {d.reason}")
+        return
     test = build_test_set(w, time_split(w, cfg.test_cohort), cfg)
     d = promote(version, test=test, config=cfg)
     typer.echo(f"promotion: v{d.version} -> {d.alias or 'no alias change'}: {d.reason}")
+
+
+@app.command("simulate")
+def simulate_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Write the JSON report here.")],
+    rounds: Annotated[int, typer.Option("--rounds", min=1, max=10, help="Deployment rounds after the history.")] = 3,
+    policy: Annotated[
+        str, typer.Option("--policy", help="points, learned, or all (the three loops of the comparison).")
+    ] = "learned",
+    exploration: Annotated[
+        float | None, typer.Option("--exploration", min=0.0, help="Plackett-Luce temperature (default: off).")
+    ] = None,
+    clients: Annotated[int, typer.Option("--clients", min=100, help="Clients of the three history cohorts.")] = 3000,
+    seed: Annotated[int, typer.Option("--seed", help="World and simulation seed.")] = 7,
+    config_file: Annotated[Path | None, typer.Option("--config", help="YAML file with TrainConfig fields.")] = None,
+) -> None:
+    """Closed-loop simulation: serve new cohorts, log with propensities, retrain, gate; report per round."""
+    import json
+
+    from training.loops import compare_loops, summary_table
+    from training.simulate import SimulationConfig, simulate
+
+    _setup_logging()
+    cfg = _load_config(config_file, seed)
+    if policy == "all":
+        report = compare_loops(rounds, exploration=exploration or 0.02, seed=seed, clients=clients, train=cfg)
+    elif policy in ("points", "learned"):
+        run = SimulationConfig(
+            rounds=rounds,
+            policy=policy,  # type: ignore[arg-type]
+            exploration=exploration or None,
+            clients=clients,
+            seed=seed,
+            train=cfg,
+        )
+        report = {"loops": [simulate(run)]}
+    else:
+        raise typer.BadParameter("--policy must be points, learned or all")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")
+    typer.echo(summary_table(report))
 
 
 @app.command("rollback")

@@ -27,13 +27,13 @@ from typing import Any, Final, TypeAlias
 import pandas as pd
 from pydantic import ValidationError
 
-from features.events import DecisionEvent, OutcomeEvent
+from features.events import DecisionEvent, ImpressionRecord, OutcomeEvent
 from features.records import KINDS, ClientProfile, Opportunity
 
 logger = logging.getLogger(__name__)
 
 EXPORT_FORMAT: Final = "polku-training-export"
-SUPPORTED_VERSIONS: Final = frozenset({1})
+SUPPORTED_VERSIONS: Final = frozenset({1, 2})
 SHOWN_BY_PREFIX: Final = "feedback"
 _POSITIVE_OUTCOMES: Final = frozenset({"started", "completed", "employed_6m", "employed_12m"})
 
@@ -77,6 +77,7 @@ class FeedbackData:
         decisions: decision events, in file order.
         outcomes: outcome events, in file order.
         opportunity_kinds: opportunity id -> kind as the service stored it when exporting.
+        impressions: shown items (version 2 exports), in file order.
         bad_lines: lines that were not used, with their reasons.
         meta: the export's meta line (format, version, exported_at), empty for exports without one.
         source: the file read, if any.
@@ -86,6 +87,7 @@ class FeedbackData:
     decisions: tuple[DecisionEvent, ...]
     outcomes: tuple[OutcomeEvent, ...]
     opportunity_kinds: Mapping[str, str] = field(default_factory=dict)
+    impressions: tuple[ImpressionRecord, ...] = ()
     bad_lines: tuple[BadLine, ...] = ()
     meta: Mapping[str, Any] = field(default_factory=dict)
     source: Path | None = None
@@ -164,6 +166,7 @@ class _Reader:
         self.events: list[tuple[int, FeedbackEvent]] = []
         self.event_ids: set[str] = set()
         self.kinds: dict[str, str] = {}
+        self.impressions: list[ImpressionRecord] = []
         self.bad: list[BadLine] = []
         self.meta: dict[str, Any] = {}
 
@@ -209,8 +212,10 @@ class _Reader:
             self.events.append((number, event))
             if opp_kind is not None:
                 self.kinds[event.opportunity_id] = opp_kind
+        elif kind == "impression":
+            self.impressions.append(ImpressionRecord.model_validate(record.get("impression"), strict=False))
         else:
-            raise ValueError("'kind' must be 'meta', 'client' or 'feedback'")
+            raise ValueError("'kind' must be 'meta', 'client', 'impression' or 'feedback'")
 
     def result(self, source: Path | None) -> FeedbackData:
         decisions: list[DecisionEvent] = []
@@ -227,6 +232,7 @@ class _Reader:
             decisions=tuple(decisions),
             outcomes=tuple(outcomes),
             opportunity_kinds=dict(self.kinds),
+            impressions=tuple(i for i in self.impressions if i.client_id in self.clients),
             bad_lines=tuple(sorted(self.bad, key=lambda b: b.line)),
             meta=dict(self.meta),
             source=source,

@@ -80,7 +80,11 @@ def _log_loss(p: npt.NDArray[np.float64], y: npt.NDArray[np.bool_]) -> float:
 
 
 def fit_outcome_ranker(
-    data: TrainingData, cfg: TrainConfig, *, booster_trainer: BoosterTrainer | None = None
+    data: TrainingData,
+    cfg: TrainConfig,
+    sample_weight: npt.NDArray[np.float64] | None = None,
+    *,
+    booster_trainer: BoosterTrainer | None = None,
 ) -> OutcomeFit:
     """Run the six steps of the module docstring on one training set.
 
@@ -88,6 +92,8 @@ def fit_outcome_ranker(
         data: from :func:`training.datasets.build_training_data` (its featurizer receives the item effects).
         cfg: run configuration (LightGBM parameters, rounds, value weights, seed).
         booster_trainer: train the acceptance booster elsewhere (``polku train --dask``).
+        sample_weight: per row of ``data.train``, a weight of the acceptance lambdarank (inverse-propensity
+            weights of logged rows, ``training.ope.ips_training_weights``); None = all 1.
 
     Returns:
         The fitted ranker, the item effects and the updated training data.
@@ -106,7 +112,9 @@ def fit_outcome_ranker(
     if valid is not None and valid.shown.any():
         m = valid.shown
         eval_set = (valid.X[m], valid.y[m], valid.query_ids[m])
-    ranker.fit_acceptance(train.X, train.y, train.query_ids, feature_names=names, eval_set=eval_set)
+    ranker.fit_acceptance(
+        train.X, train.y, train.query_ids, feature_names=names, eval_set=eval_set, sample_weight=sample_weight
+    )
 
     rows = _concat(train, valid)
     n_train = len(train)

@@ -15,13 +15,15 @@ is active). ``rollback`` moves ``champion`` back to any earlier version.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from training.config import TrainConfig
 
 if TYPE_CHECKING:
+    from features.records import Opportunity
     from training.evaluate import Evaluation, TestSet
 
 logger = logging.getLogger(__name__)
@@ -318,3 +320,55 @@ def rollback(version: str | int, *, config: TrainConfig | None = None, tracking_
     client.set_model_version_tag(name, ver, "gate.rollback_from", previous or "")
     logger.info("rollback: %s@champion %s -> %s", name, previous, ver)
     return previous
+
+
+def promote_offline(
+    version: str | int,
+    *,
+    logs: str | Path,
+    opportunities: Sequence[Opportunity],
+    config: TrainConfig | None = None,
+    tracking_uri: str | None = None,
+) -> PromotionDecision:
+    """The gate on logged data alone (``training.offline_gate``): estimate, decide, move the aliases, tag.
+
+    Args:
+        version: candidate version of ``config.registered_model_name``.
+        logs: an export of ``polku export-training-data`` (format 2, with impressions).
+        opportunities: the catalogue the logged slates were served from.
+        config: run configuration (``min_gain_lower_bound``, ``registered_model_name``, ``seed``).
+        tracking_uri: MLflow tracking URI.
+
+    Returns:
+        The decision (``candidate_ndcg`` holds the SNIPS estimate, ``reference_ndcg`` the logged policy's value).
+    """
+    from models.packaging import load_polku_model
+    from training.feedback import read_feedback_export
+    from training.offline_gate import offline_decision, offline_policy_evaluation
+
+    cfg = config or TrainConfig()
+    client = _client(tracking_uri)
+    name, ver = cfg.registered_model_name, str(version)
+    candidate = load_polku_model(f"models:/{name}/{ver}")
+    evaluation = offline_policy_evaluation(read_feedback_export(logs), opportunities, candidate)
+    ok, gain, reason = offline_decision(evaluation, min_gain_lower_bound=cfg.min_gain_lower_bound)
+    alias = CHAMPION if ok else CHALLENGER
+    client.set_registered_model_alias(name, alias, ver)
+    if ok and ver in _alias_versions(client, name, CHALLENGER):
+        client.delete_registered_model_alias(name, CHALLENGER)
+    snips = evaluation.estimates["snips"]
+    decision = PromotionDecision(
+        ver,
+        ok,
+        alias,
+        "offline policy evaluation: " + reason,
+        snips.value,
+        "logged policy (offline)",
+        evaluation.logged_value,
+        float("nan"),
+        gain["diff"],
+        gain["lo"],
+        gain["hi"],
+    )
+    _record(decision, name=name, client=client)
+    return decision

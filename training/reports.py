@@ -453,3 +453,32 @@ __all__ = [
     "runs_metrics",
     "split_metric_key",
 ]
+
+
+# --- the closed-loop simulation ----------------------------------------------------------------------------------
+
+
+def simulation_rounds_frame(report: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per loop and round of a ``polku simulate`` report (``training.simulate``).
+
+    Returns:
+        Columns ``loop, round, ndcg_10, ndcg_10_deterministic, started_rate, completed_rate, employed_6m_rate,
+        congestion_10, max_group_gap_ndcg_10, explored_slates`` and, for rounds that trained a challenger,
+        ``challenger_ndcg_10, ope_ips, ope_snips, ope_dr, ope_true_value, promoted``.
+    """
+    rows = []
+    for loop in report.get("loops", []):
+        for r in loop["rounds"]:
+            ch = r.get("challenger") or {}
+            est = ch.get("estimates", {})
+            rows.append(
+                {
+                    "loop": loop["loop"],
+                    **{k: v for k, v in r.items() if k != "challenger"},
+                    "challenger_ndcg_10": ch.get("true_ndcg_10_deterministic"),
+                    **{f"ope_{m}": est.get(m, {}).get("value") for m in ("ips", "snips", "dr")},
+                    "ope_true_value": ch.get("true_value"),
+                    "promoted": ch.get("promoted"),
+                }
+            )
+    return pd.DataFrame(rows)

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any, Final
 from training.config import TrainConfig
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
     from models.outcome import OutcomeAwareRanker
     from models.package import PolkuModel
     from models.rankers import BoosterTrainer, Ranker
@@ -59,20 +62,27 @@ def _stage(desc: str) -> Any:
     return tqdm(total=1, desc=desc, disable=not sys.stderr.isatty(), leave=False)
 
 
-def fit_ranker(data: TrainingData, cfg: TrainConfig, *, booster_trainer: BoosterTrainer | None = None) -> OutcomeFit:
+def fit_ranker(
+    data: TrainingData,
+    cfg: TrainConfig,
+    sample_weight: npt.NDArray[np.float64] | None = None,
+    *,
+    booster_trainer: BoosterTrainer | None = None,
+) -> OutcomeFit:
     """Fit the outcome-aware ranker (acceptance model, item effects, outcome stages; see ``models.outcome``).
 
     Args:
         data: from :func:`training.datasets.build_training_data` (its featurizer receives the item effects).
         cfg: run configuration.
         booster_trainer: train the acceptance booster elsewhere (``training.distributed``, ``--dask``).
+        sample_weight: acceptance-model weight per row of ``data.train`` (inverse-propensity weights), or None.
 
     Returns:
         The fitted ranker with the item effects and the training data whose rows carry them.
     """
     from training.outcome_training import fit_outcome_ranker
 
-    return fit_outcome_ranker(data, cfg, booster_trainer=booster_trainer)
+    return fit_outcome_ranker(data, cfg, sample_weight, booster_trainer=booster_trainer)
 
 
 def build_models(data: TrainingData, ranker: Ranker | None, cfg: TrainConfig) -> dict[str, PolkuModel]:

@@ -7,7 +7,7 @@ from datetime import date
 from fastapi import APIRouter, Body
 
 from features.records import OpportunityId
-from service.deps import Coordinator, MetricsDep, ProfileCacheDep, SessionDep, SnapshotDep
+from service.deps import Coordinator, ImpressionsDep, MetricsDep, ProfileCacheDep, SessionDep, SnapshotDep
 from service.schemas import ERROR_RESPONSES, NOT_FOUND, CandidatesRequest, CandidatesResponse
 from service.suggest import candidates_for
 
@@ -27,11 +27,14 @@ def post_candidates(
     snapshot: SnapshotDep,
     metrics: MetricsDep,
     profiles: ProfileCacheDep,
+    impressions: ImpressionsDep,
     req: CandidatesRequest = Body(default_factory=CandidatesRequest),
 ) -> CandidatesResponse:
     """Rank the clients of the opportunity's centre who consented to matching and to sharing with coordinators.
 
     Returns pseudonymous ids, score, readiness, language support and coaching needs; never audit attributes.
-    Every disclosed client is audited.
+    Every disclosed client is audited, and the list is stored as an impression (`impression_id`).
     """
-    return candidates_for(opportunity_id, req, principal, session, snapshot, profiles, metrics, date.today())
+    return candidates_for(
+        opportunity_id, req, principal, session, snapshot, profiles, metrics, date.today(), impressions
+    )

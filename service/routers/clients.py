@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from features.records import ClientId
 from service.auth import ensure_centre
-from service.deps import Counsellor, ProfileCacheDep, SessionDep, actor_of
+from service.deps import Counsellor, ImpressionsDep, ProfileCacheDep, SessionDep, actor_of
 from service.errors import FieldError
 from service.schemas import (
     ERROR_RESPONSES,
@@ -74,16 +74,22 @@ def get_client(client_id: ClientId, principal: Counsellor, session: SessionDep) 
     responses={**ERROR_RESPONSES, **NOT_FOUND},
 )
 def delete_client(
-    client_id: ClientId, principal: Counsellor, session: SessionDep, profiles: ProfileCacheDep
+    client_id: ClientId,
+    principal: Counsellor,
+    session: SessionDep,
+    profiles: ProfileCacheDep,
+    impressions: ImpressionsDep,
 ) -> DeletedResponse:
-    """Erase a client: profile and audit attributes are deleted and feedback events are unlinked."""
+    """Erase a client: profile, audit attributes and impressions are deleted and feedback events are unlinked."""
     centre = repo.client_centre(session, client_id)
     if centre is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="client not found")
     ensure_centre(principal, centre)
+    impressions.writer.flush()  # queued impressions of this client are stored first, so the erasure removes them
     erased = repo.delete_client(session, client_id) or {}
     repo.write_audit(session, actor_of(principal), [client_id], "erasure")
     session.commit()
+    impressions.writer.forget(client_id)  # and any queued while it ran
     profiles.forget(client_id)
     return DeletedResponse(id=client_id, feedback_unlinked=erased.get("feedback_events", 0))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Body, HTTPException, Response, status
 
 from service.auth import ensure_centre
-from service.deps import MetricsDep, SessionDep, StaffForFeedback
+from service.deps import ImpressionsDep, MetricsDep, SessionDep, StaffForFeedback
 from service.schemas import ERROR_RESPONSES, FeedbackRequest, FeedbackResponse
 from service.storage import repositories as repo
 
@@ -22,6 +22,7 @@ _EXAMPLES = {
             "decision": "rejected",
             "reason_code": "timing",
             "rank_shown": 2,
+            "impression_id": "5f0c6a2e9b7d4c1a8e3f2b6d9c0a1e47",
             "occurred_at": "2025-09-02T10:15:00Z",
         },
     },
@@ -56,11 +57,14 @@ def post_feedback(
     principal: StaffForFeedback,
     session: SessionDep,
     metrics: MetricsDep,
+    impressions: ImpressionsDep,
     response: Response,
 ) -> FeedbackResponse:
     """Record a decision (accepted / rejected + reason) or an outcome; committed before the answer.
 
-    The same event id with the same body answers 200 with the stored result; with a different body, 409.
+    The same event id with the same body answers 200 with the stored result; with a different body, 409. An
+    event may name the `impression_id` of the ranking that showed the item; it must be an impression that showed
+    this client and opportunity (else 422 on `body.impression_id`).
     """
     centre = repo.client_centre(session, event.client_id)
     if centre is not None and principal.role == "counsellor":
@@ -69,6 +73,8 @@ def post_feedback(
         opp_centre = repo.opportunity_centre(session, event.opportunity_id)
         if opp_centre is not None:
             ensure_centre(principal, opp_centre)
+    if event.impression_id is not None:
+        impressions.check_feedback(session, event.impression_id, event.client_id, event.opportunity_id)
     result = repo.record_feedback(session, event, recorded_by=principal.subject)
     metrics.feedback.labels(status=result.status).inc()
     if result.status == "conflict":

@@ -1,9 +1,7 @@
 """Personal data table by table: what erasure does with a client's rows, and how long rows are kept.
 
 Every table of the store is listed in :data:`DATA_MAP` (a test fails when one is missing), so a new table
-decides both when it is added. The impressions table, for example, registers with one line::
-
-    TablePolicy("impressions", "delete", Retention("shown_at", "retention_impressions_days", "delete")),
+decides both when it is added (the impressions table registers with one line).
 
 Erasure (``DELETE /v1/clients/{id}``) walks the map: ``delete`` removes the client's rows, ``unlink`` removes
 the link to the person and keeps the rest, ``keep`` keeps the rows on purpose (the audit log is the record of
@@ -110,6 +108,7 @@ DATA_MAP: tuple[TablePolicy, ...] = (
         deidentify=deidentify_feedback,
     ),
     TablePolicy("audit_log", "keep", Retention("at", "retention_audit_days", "delete")),
+    TablePolicy("impressions", "delete", Retention("shown_at", "retention_impressions_days", "delete")),
     TablePolicy("opportunities", "none", client_column=""),
     TablePolicy("model_events", "none", client_column=""),
     TablePolicy("store_versions", "none", client_column=""),

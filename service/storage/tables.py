@@ -170,3 +170,33 @@ class ItemPriceRow(Base):
     price: Mapped[float] = mapped_column(Float)
     capacity: Mapped[int] = mapped_column(Integer)
     allocated: Mapped[int] = mapped_column(Integer)
+
+
+class ImpressionRow(Base):
+    """One item of a served ranking (a slate): who was shown what, where, by which model and policy, how likely.
+
+    A suggestions slate names the client and each shown opportunity; a candidates slate names the opportunity
+    and each shown client. ``propensity`` is the probability, under the serving policy, that this item was
+    chosen at this ``position`` given the items placed before it (``models.exploration``); 1.0 for the
+    deterministic policy. ``reference_date`` is the day the ranking was computed for (features and eligibility
+    depend on it), so a logged slate can be replayed exactly under another model. Erasure deletes a client's
+    rows; retention deletes rows older than ``POLKU_RETENTION_IMPRESSIONS_DAYS``.
+    """
+
+    __tablename__ = "impressions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    impression_id: Mapped[str] = mapped_column(String(36), index=True)
+    surface: Mapped[str] = mapped_column(String(16))
+    client_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    opportunity_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    position: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    policy: Mapped[str] = mapped_column(String(64))
+    propensity: Mapped[float] = mapped_column(Float)
+    explored: Mapped[bool] = mapped_column(Boolean, default=False)
+    reference_date: Mapped[date] = mapped_column(Date)
+    shown_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -147,3 +147,16 @@ def test_load_rejects_bad_directory(tmp_path: Path) -> None:
     (tmp_path / "ranker.json").write_text('{"type": "nope", "feature_names": []}')
     with pytest.raises(RankerError, match="unknown ranker type"):
         load_ranker(tmp_path)
+
+
+def test_lightgbm_sample_weights_reweight_the_objective() -> None:
+    X, y, q = _synthetic(3, n_queries=60)
+
+    def fit(weight: np.ndarray | None) -> np.ndarray:
+        ranker = LightGBMRanker(num_boost_round=20, params={"min_data_in_leaf": 10, "num_threads": 1})
+        return ranker.fit(X, y, q, feature_names=NAMES, sample_weight=weight).score(X)
+
+    unweighted = fit(None)
+    assert np.allclose(fit(np.ones(len(y))), unweighted)  # weights of 1 change nothing
+    skewed = np.where(X[:, 2] > 0.5, 5.0, 0.2)
+    assert not np.allclose(fit(skewed), unweighted)

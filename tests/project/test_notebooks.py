@@ -1,4 +1,4 @@
-"""Both notebooks execute without errors (nbclient, venv kernel) on a tiny world and a fresh MLflow store.
+"""The notebooks execute without errors (nbclient, venv kernel) on a tiny world and a fresh MLflow store.
 
 One tiny world is generated and trained once into a temporary SQLite MLflow store; the kernel gets the data
 directory, world directory and tracking URI through its environment. The committed notebooks must carry no
@@ -19,7 +19,7 @@ import nbformat
 import pytest
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
-NOTEBOOKS = ("01_world.ipynb", "02_model_report.ipynb")
+NOTEBOOKS = ("01_world.ipynb", "02_model_report.ipynb", "03_learning_loop.ipynb")
 pytestmark = pytest.mark.xdist_group("notebooks")
 
 
@@ -52,12 +52,27 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         config = TrainConfig(num_boost_round=30, min_group_size=10, max_group_gap=1.0)
         result = train(world_dir, config=config, promote=True, tracking_uri=uri)
+        mp.setenv("POLKU_SIMULATION_REPORT", str(_simulation_report(data)))
         # A python3 kernelspec whose argv is this venv's interpreter, found first through JUPYTER_PATH.
         from ipykernel.kernelspec import install
 
         install(prefix=str(kernels), kernel_name="python3")
         mp.setenv("JUPYTER_PATH", str(kernels / "share" / "jupyter"))
         yield {"uri": uri, "result": result, "world_dir": world_dir}
+
+
+def _simulation_report(data: Path) -> Path:
+    """The three loops on a tiny world (one round, short training), as ``polku simulate --policy all`` writes."""
+    import json
+
+    from training.config import TrainConfig
+    from training.loops import compare_loops
+
+    fast = TrainConfig(num_boost_round=30, unshown_negatives=5, min_group_size=10, max_group_gap=1.0)
+    report = compare_loops(1, exploration=0.5, seed=5, clients=240, train=fast)
+    path = data / "simulation.json"
+    path.write_text(json.dumps(report, default=float), encoding="utf-8")
+    return path
 
 
 def _execute_all(names: tuple[str, ...]) -> list[nbformat.NotebookNode]:

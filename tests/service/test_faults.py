@@ -32,7 +32,7 @@ from service.model_holder import ModelHolder
 from service.settings import Settings
 from service.storage import repositories as repo
 from service.storage.db import make_engine, make_session_factory, migrate
-from service.storage.tables import FeedbackRow, ModelEventRow
+from service.storage.tables import FeedbackRow, ImpressionRow, ModelEventRow
 from tests.service_fixtures import (
     PG_ADMIN_DSN,
     ApiEnv,
@@ -309,7 +309,8 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits_zero(tmp_path: Path) 
     """Fault: SIGTERM to ``polku serve`` while requests are in flight.
 
     Expect: requests whose bodies are still arriving all complete with 200, new connections are refused,
-    and the process exits with status 0.
+    and the process exits with status 0, having stored the impressions of those answers (the writer never
+    flushes by itself here: only the shutdown writes them).
     """
     _prepare_store(tmp_path)
     port = free_port()
@@ -324,6 +325,7 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits_zero(tmp_path: Path) 
         # five requests in flight at once on purpose: admission control is not what this test is about
         "POLKU_MAX_IN_FLIGHT": "16",
         "POLKU_OVERLOAD_AGE_MS": "60000",
+        "POLKU_IMPRESSION_FLUSH_MS": "600000",
     }
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen(  # noqa: S603
@@ -374,6 +376,12 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits_zero(tmp_path: Path) 
             sock.close()
             assert response.startswith(b"HTTP/1.1 200"), response[:200]
         assert proc.wait(timeout=30) == 0, (tmp_path / "serve.log").read_text()[-2000:]
+        engine = make_engine(f"sqlite:///{tmp_path / 'polku.db'}")
+        with make_session_factory(engine)() as s:
+            shown = s.execute(select(ImpressionRow.impression_id, ImpressionRow.client_id)).all()
+        engine.dispose()
+        assert len({impression for impression, _ in shown}) == 5, "every answered slate is stored at SIGTERM"
+        assert {client for _, client in shown} == {"hel-c-000"}
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -20,7 +20,7 @@ from service.cli import app as service_cli
 from service.settings import Settings
 from service.storage import repositories as repo
 from service.storage.retention import DATA_MAP, apply_retention, plan_retention, policies
-from service.storage.tables import AuditLogRow, Base, FeedbackRow
+from service.storage.tables import AuditLogRow, Base, FeedbackRow, ImpressionRow
 from tests.factories import make_audit, make_client
 from tests.service_fixtures import ApiEnv
 
@@ -147,6 +147,7 @@ def _backdate(session: Session, cid: str, days: int) -> None:
     old = datetime.now(UTC) - timedelta(days=days)
     session.execute(update(AuditLogRow).where(AuditLogRow.client_id == cid).values(at=old))
     session.execute(update(FeedbackRow).where(FeedbackRow.client_id == cid).values(received_at=old))
+    session.execute(update(ImpressionRow).where(ImpressionRow.client_id == cid).values(shown_at=old))
 
 
 def test_retention_dry_run_and_real_run_agree(api: ApiEnv, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -156,7 +157,10 @@ def test_retention_dry_run_and_real_run_agree(api: ApiEnv, monkeypatch: pytest.M
         _feedback(api, cid, f"evt-{uuid.uuid4().hex}")
         _feedback(api, cid, f"evt-{cid}-x")
         assert api.client.get(f"/v1/clients/{cid}", headers=api.auth("counsellor")).status_code == 200
+        shown = {"client_id": cid, "k": 2, "reference_date": REF}
+        assert api.client.post("/v1/suggestions", json=shown, headers=api.auth("counsellor")).status_code == 200
     factory = api.client.app.state.session_factory  # type: ignore[attr-defined]
+    assert api.client.app.state.impressions.writer.flush()  # type: ignore[attr-defined]
     with factory() as s:
         _backdate(s, old_cid, 400)
         s.execute(  # an audit row older than any test run (erased clients' rows age out too)
@@ -165,16 +169,19 @@ def test_retention_dry_run_and_real_run_agree(api: ApiEnv, monkeypatch: pytest.M
             )
         )
         s.commit()
-    settings = api.settings.model_copy(update={"retention_audit_days": 365, "retention_feedback_days": 365})
+    periods = {"retention_audit_days": 365, "retention_feedback_days": 365, "retention_impressions_days": 365}
+    settings = api.settings.model_copy(update=periods)
     now = datetime.now(UTC)
     with factory() as s:
         plan = {i.table: i.rows for i in plan_retention(s, settings, now)}
     assert plan["feedback_events"] >= 2
     assert plan["audit_log"] >= 2
+    assert plan["impressions"] >= 1
 
     monkeypatch.setenv("POLKU_DATABASE_URL", api.settings.database_url)
     monkeypatch.setenv("POLKU_RETENTION_AUDIT_DAYS", "365")
     monkeypatch.setenv("POLKU_RETENTION_FEEDBACK_DAYS", "365")
+    monkeypatch.setenv("POLKU_RETENTION_IMPRESSIONS_DAYS", "365")
     dry = CliRunner().invoke(service_cli, ["retention"])
     assert dry.exit_code == 0, dry.output
     assert f"feedback_events: deidentify {plan['feedback_events']} rows older than 365 days" in dry.output
@@ -186,7 +193,8 @@ def test_retention_dry_run_and_real_run_agree(api: ApiEnv, monkeypatch: pytest.M
     assert done == plan, "the real run changes exactly the rows the dry run counted"
 
     with factory() as s:
-        assert {i.table: i.rows for i in plan_retention(s, settings, now)} == {"feedback_events": 0, "audit_log": 0}
+        after = {i.table: i.rows for i in plan_retention(s, settings, now)}
+        assert after == {"feedback_events": 0, "audit_log": 0, "impressions": 0}
         old_rows = _rows_naming(s, old_cid)
         assert set(old_rows) <= {"clients", "audit_attributes"}, old_rows  # the profile itself is not retention's
         deid = s.scalars(select(FeedbackRow).where(FeedbackRow.deidentified_at.is_not(None))).all()

@@ -23,6 +23,7 @@ TRAINING_MODULES = (
     "training/feedback.py",
     "training/train.py",
     "training/config.py",
+    "training/ope.py",
 )
 FORBIDDEN_NAMES = {
     "truth",

@@ -373,6 +373,25 @@ def _solve_behaviour(
     return {k: round(v, 6) for k, v in params.items()}
 
 
+def _stage_probs(
+    s: _Slates, u: npt.NDArray[np.float64], degree: npt.NDArray[np.bool_], opportunities: Sequence[Opportunity]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per row: P(start | accepted), P(complete | started) and P(employed after 6 months | completed)."""
+    is_training = s.kind == KINDS.index("training")
+    route = np.array([ROUTES.index(o.route) if o.route else -1 for o in opportunities], dtype=np.int64)[s.i]
+    emp_base = np.where(
+        s.kind == KINDS.index("vacancy"),
+        2.0,
+        np.where(
+            s.kind == KINDS.index("work_trial"),
+            -1.0,
+            np.where(degree | s.app, -0.3, np.where(route == ROUTES.index("workshop"), -1.0, -2.0)),
+        ),
+    )
+    p_complete = np.where(is_training, _sigmoid(0.3 + 0.6 * u), _sigmoid(1.0 + 0.6 * u))
+    return _p_start(u), p_complete, _sigmoid(emp_base + 0.5 * u)
+
+
 def _draw(
     rng: np.random.Generator,
     s: _Slates,
@@ -382,6 +401,7 @@ def _draw(
     clients: Sequence[ClientProfile],
     opportunities: Sequence[Opportunity],
     cohort_of: dict[str, int],
+    shown_by: str = POLICY_NAME,
 ) -> pd.DataFrame:
     p = _choice_probs(s, u, degree, params)
     cum = np.cumsum(p)
@@ -393,20 +413,10 @@ def _draw(
     draw = rng.random(s.n_slates)[s.slate]
     accepted = (within_lo < draw) & (draw <= within_hi)
     r = rng.random((4, len(u)))
-    started = accepted & (r[0] < _p_start(u))
-    is_training = s.kind == KINDS.index("training")
-    completed = started & (r[1] < np.where(is_training, _sigmoid(0.3 + 0.6 * u), _sigmoid(1.0 + 0.6 * u)))
-    route = np.array([ROUTES.index(o.route) if o.route else -1 for o in opportunities], dtype=np.int64)[s.i]
-    emp_base = np.where(
-        s.kind == KINDS.index("vacancy"),
-        2.0,
-        np.where(
-            s.kind == KINDS.index("work_trial"),
-            -1.0,
-            np.where(degree | s.app, -0.3, np.where(route == ROUTES.index("workshop"), -1.0, -2.0)),
-        ),
-    )
-    employed = completed & (r[2] < _sigmoid(emp_base + 0.5 * u))
+    p_start, p_complete, p_employ = _stage_probs(s, u, degree, opportunities)
+    started = accepted & (r[0] < p_start)
+    completed = started & (r[1] < p_complete)
+    employed = completed & (r[2] < p_employ)
     outcome = u + rng.normal(0.0, OUTCOME_NOISE_SD, len(u))
     client_ids = np.array([cl.client_id for cl in clients], dtype=object)[s.c]
     kinds = np.array(KINDS, dtype=object)[s.kind]
@@ -423,7 +433,67 @@ def _draw(
             "completed": completed,
             "employed_6m": employed,
             "outcome_score": outcome.astype(np.float64),
-            "shown_by": POLICY_NAME,
+            "shown_by": shown_by,
         },
         columns=list(HISTORY_COLUMNS),
     )
+
+
+def _served_slates(
+    truth: Truth,
+    client_idx: npt.NDArray[np.int64],
+    item_idx: npt.NDArray[np.int64],
+    opportunities: Sequence[Opportunity],
+) -> tuple[_Slates, npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Slates of served rows (sorted by client, kind, position): the true utility and the degree-route flag."""
+    route = np.array([ROUTES.index(o.route) if o.route else -1 for o in opportunities], dtype=np.int64)[item_idx]
+    kind = np.array([KINDS.index(o.kind) for o in opportunities], dtype=np.int64)[item_idx]
+    u = truth.utility_at(client_idx, item_idx)
+    s = _Slates(client_idx, item_idx, kind, u, route == ROUTES.index("apprenticeship"))
+    return s, u, np.isin(route, _DEGREE)
+
+
+def respond_to_slates(
+    rng: np.random.Generator,
+    truth: Truth,
+    behaviour: dict[str, float],
+    client_idx: npt.NDArray[np.int64],
+    item_idx: npt.NDArray[np.int64],
+    clients: Sequence[ClientProfile],
+    opportunities: Sequence[Opportunity],
+    cohort_of: dict[str, int],
+    shown_by: str,
+) -> pd.DataFrame:
+    """History rows (:data:`HISTORY_COLUMNS`) of clients' choices and outcomes on slates another policy served.
+
+    The counsellor history's choice model (true utility, route biases, position bias, "none" per kind with the
+    world's solved intercepts) and outcome draws; rows sorted by (client, kind, position), world indices.
+    """
+    s, u, degree = _served_slates(truth, client_idx, item_idx, opportunities)
+    return _draw(rng, s, u, degree, behaviour, clients, opportunities, cohort_of, shown_by)
+
+
+def expected_labels(
+    truth: Truth,
+    behaviour: dict[str, float],
+    client_idx: npt.NDArray[np.int64],
+    item_idx: npt.NDArray[np.int64],
+    opportunities: Sequence[Opportunity],
+) -> dict[str, npt.NDArray[np.float64]]:
+    """Per served row, exact expected outcomes under the world's behaviour.
+
+    Probabilities of ``accepted``, ``started``, ``completed``, ``employed_6m``; ``label`` is the expected graded label.
+    """
+    s, u, degree = _served_slates(truth, client_idx, item_idx, opportunities)
+    p_acc = _choice_probs(s, u, degree, behaviour)
+    p_start, p_complete, p_employ = _stage_probs(s, u, degree, opportunities)
+    started = p_acc * p_start
+    completed = started * p_complete
+    employed = completed * p_employ
+    return {
+        "accepted": p_acc,
+        "started": started,
+        "completed": completed,
+        "employed_6m": employed,
+        "label": p_acc + started + completed + employed,
+    }

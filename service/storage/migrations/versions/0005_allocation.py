@@ -1,7 +1,7 @@
 """allocation: congestion price runs (price_runs) and prices per item and run (item_prices)
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004_impressions
 Create Date: 2026-11-30 10:00:00
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004_impressions"
 branch_labels = None
 depends_on = None
 
