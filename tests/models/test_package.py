@@ -173,3 +173,34 @@ def test_incompatible_metadata_is_rejected(model: PolkuModel, tmp_path: Path) ->
         load_local(tmp_path / "m")
     with pytest.raises(ModelLoadError, match="no such directory"):
         load_local(tmp_path / "missing")
+
+
+def test_exploration_samples_around_the_price_adjusted_order(model: PolkuModel) -> None:
+    """With prices and a sampling policy: the top places follow score − price, every shown item is a candidate,
+    the propensities are the policy's for that order, and ranks by score alone come with them."""
+    from models.exploration import PlackettLuce
+
+    items = _catalogue()
+    enc_items = model.encode_items(items)
+    client = model.encode_client(_clients(3)[1])
+    group = np.arange(len(items), dtype=np.int64)
+    plain = model.rank_groups(client, enc_items, [group], k=len(items), reference_date=REFERENCE_DATE)[0]
+    prices = np.zeros(len(items), dtype=np.float64)
+    prices[plain.indices[0]] = 10.0  # the best item by score is heavily congested
+    policy = PlackettLuce(temperature=0.5)
+    got = model.rank_groups(
+        client, enc_items, [group], k=5, reference_date=REFERENCE_DATE, prices=prices, policy=policy, seeds=[7]
+    )[0]
+    adjusted = {int(i): float(s) - prices[int(i)] for i, s in zip(plain.indices, plain.scores, strict=True)}
+    best_adjusted = sorted(adjusted, key=lambda i: -adjusted[i])[: policy.fixed_top]
+    assert got.indices[: policy.fixed_top].tolist() == best_adjusted
+    assert int(plain.indices[0]) not in got.indices[: policy.fixed_top].tolist()
+    assert set(got.indices.tolist()) <= set(group.tolist())
+    assert got.propensities is not None
+    assert np.all((got.propensities > 0) & (got.propensities <= 1))
+    want = policy.conditional_propensities(
+        np.array([adjusted[int(i)] for i in plain.indices]), [plain.indices.tolist().index(i) for i in got.indices]
+    )
+    np.testing.assert_allclose(got.propensities, want)
+    assert got.plain_ranks is not None
+    assert got.plain_ranks.tolist() == [plain.indices.tolist().index(i) + 1 for i in got.indices]
