@@ -30,10 +30,10 @@ def _targets(fx: Fixtures, n_items: int) -> list[Any]:
 def _inprocess_split(section: Section, fx: Fixtures, dd: DataDir, opp: Any) -> None:
     """Time the two halves of the use case: loading the consenting clients, and ranking them."""
     from benchmarks.suggestions import make_snapshot
+    from service.candidates import rank_candidates
     from service.schemas import CandidatesRequest
     from service.storage import repositories as repo
     from service.storage.db import make_engine, make_session_factory
-    from service.suggest import rank_candidates
 
     engine = make_engine(dd.database_url)
     factory = make_session_factory(engine)

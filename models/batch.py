@@ -24,7 +24,7 @@ from features.eligibility import EligibilityEvaluator
 from features.pairs import EncodedItems
 from features.records import KINDS, ClientProfile, Opportunity
 from models.allocation import AllocationProblem, capacity_of
-from models.package import PolkuModel
+from models.package import PREDICTION_EXTRAS, PolkuModel
 
 
 @dataclass(frozen=True)
@@ -142,3 +142,54 @@ def allocation_problem(
     agent = pairs.row * len(KINDS) + kind_of[pairs.item]
     capacity = [capacity_of(o, on) for o in opportunities]
     return AllocationProblem.build(agent, pairs.item, pairs.score, capacity, n_clients * len(KINDS))
+
+
+def score_records(
+    model: PolkuModel,
+    clients: Sequence[ClientProfile],
+    opportunities: Sequence[Opportunity],
+    client_idx: npt.ArrayLike,
+    opp_idx: npt.ArrayLike,
+    reference_dates: Sequence[date | None] | None = None,
+) -> npt.NDArray[np.float64]:
+    """Scores of pairs ``(clients[client_idx[i]], opportunities[opp_idx[i]])``, in pair order.
+
+    Uses the serving path (one encoded catalogue, one encoded client at a time), so batch scoring and
+    the service give identical numbers.
+    """
+    return predict_records(model, clients, opportunities, client_idx, opp_idx, reference_dates)["score"]
+
+
+def predict_records(
+    model: PolkuModel,
+    clients: Sequence[ClientProfile],
+    opportunities: Sequence[Opportunity],
+    client_idx: npt.ArrayLike,
+    opp_idx: npt.ArrayLike,
+    reference_dates: Sequence[date | None] | None = None,
+) -> dict[str, npt.NDArray[np.float64]]:
+    """:func:`score_records` plus ``p_accept`` and ``expected_outcome`` per pair (NaN without outcome models)."""
+    ci = np.asarray(client_idx, dtype=np.int64).reshape(-1)
+    oi = np.asarray(opp_idx, dtype=np.int64).reshape(-1)
+    if ci.shape != oi.shape:
+        raise ValueError("client_idx and opp_idx differ in length")
+    out = np.zeros(ci.size, dtype=np.float64)
+    extra = {key: np.full(ci.size, np.nan) for key in PREDICTION_EXTRAS}
+    if ci.size == 0:
+        return {"score": out, **extra}
+    items = model.encode_items(opportunities)
+    order = np.argsort(ci, kind="stable")
+    sorted_ci = ci[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ci[1:] != sorted_ci[:-1]])
+    ends = np.r_[starts[1:], sorted_ci.size]
+    for start, end in zip(starts, ends, strict=True):
+        rows = order[start:end]
+        c = int(sorted_ci[start])
+        ref = reference_dates[c] if reference_dates is not None else None
+        X = model.features(model.encode_client(clients[c]), items, oi[rows], ref)
+        out[rows] = model.score_rows(X)
+        outcomes = model.outcome_rows(X)
+        if outcomes is not None:
+            for key in PREDICTION_EXTRAS:
+                extra[key][rows] = outcomes[key]
+    return {"score": out, **extra}

@@ -44,32 +44,26 @@ from scipy.special import expit
 from features.pairs import ITEM_HISTORY_FEATURES
 from features.records import KINDS, ROUTES
 from models.logit import choose_penalty, fit_logistic
-from models.rankers import BoosterTrainer, LightGBMRanker, Matrix, Ranker, RankerError, Scores, _as_matrix
+from models.rankers import (
+    BoosterTrainer,
+    LightGBMRanker,
+    Matrix,
+    Ranker,
+    RankerError,
+    Scores,
+    _as_matrix,
+    one_hot_columns,
+)
 from models.slates import SlateLogit, fit_slate_logit
 
 ACCEPTANCE_DIR: Final = "acceptance"
 DEFAULT_WEIGHTS: Final[dict[str, float]] = {"start": 1.0, "complete": 1.0, "employ": 1.0, "accept": 0.0}
 """Value of each outcome stage in the ranking score (see the module docstring)."""
-OUTCOME_KEYS: Final[tuple[str, ...]] = (
-    "p_accept",
-    "p_start",
-    "p_complete",
-    "p_employ",
-    "employ_base",
-    "expected_outcome",
-    "utility",
-    "item_history",
+OUTCOME_KEYS: Final[tuple[str, ...]] = tuple(
+    "p_accept p_start p_complete p_employ employ_base expected_outcome utility item_history".split()
 )
 
 FloatArray = npt.NDArray[np.float64]
-
-
-def _one_hot_columns(names: Sequence[str], prefix: str, values: Sequence[str]) -> list[int]:
-    pos = {n: i for i, n in enumerate(names)}
-    missing = [f"{prefix}{v}" for v in values if f"{prefix}{v}" not in pos]
-    if missing:
-        raise RankerError(f"OutcomeAwareRanker needs the columns {', '.join(missing)}")
-    return [pos[f"{prefix}{v}"] for v in values]
 
 
 # -- the ranker ---------------------------------------------------------------------------------------------------
@@ -118,8 +112,8 @@ class OutcomeAwareRanker(Ranker):
     def _bind(self, feature_names: Sequence[str]) -> None:
         names = [str(n) for n in feature_names]
         self.feature_names_ = names
-        self._kind_cols = _one_hot_columns(names, "kind_", KINDS)
-        self._route_cols = _one_hot_columns(names, "route_", ROUTES)
+        self._kind_cols = one_hot_columns(names, "kind_", KINDS)
+        self._route_cols = one_hot_columns(names, "route_", ROUTES)
         missing = [n for n in ("item_accept_effect", "item_outcome_effect") if n not in names]
         if missing:
             raise RankerError(f"OutcomeAwareRanker needs the columns {', '.join(missing)}")

@@ -461,55 +461,6 @@ class PolkuModel:
     def _encoded(self, client: EncodedClients | ClientProfile) -> EncodedClients:
         return self.featurizer.encode_client(client) if isinstance(client, ClientProfile) else client
 
-    def score_records(
-        self,
-        clients: Sequence[ClientProfile],
-        opportunities: Sequence[Opportunity],
-        client_idx: npt.ArrayLike,
-        opp_idx: npt.ArrayLike,
-        reference_dates: Sequence[date | None] | None = None,
-    ) -> npt.NDArray[np.float64]:
-        """Scores of pairs ``(clients[client_idx[i]], opportunities[opp_idx[i]])``, in pair order.
-
-        Uses the serving path (one encoded catalogue, one encoded client at a time), so batch scoring and
-        the service give identical numbers.
-        """
-        return self.predict_records(clients, opportunities, client_idx, opp_idx, reference_dates)["score"]
-
-    def predict_records(
-        self,
-        clients: Sequence[ClientProfile],
-        opportunities: Sequence[Opportunity],
-        client_idx: npt.ArrayLike,
-        opp_idx: npt.ArrayLike,
-        reference_dates: Sequence[date | None] | None = None,
-    ) -> dict[str, npt.NDArray[np.float64]]:
-        """:meth:`score_records` plus ``p_accept`` and ``expected_outcome`` per pair (NaN without outcome models)."""
-        ci = np.asarray(client_idx, dtype=np.int64).reshape(-1)
-        oi = np.asarray(opp_idx, dtype=np.int64).reshape(-1)
-        if ci.shape != oi.shape:
-            raise ValueError("client_idx and opp_idx differ in length")
-        out = np.zeros(ci.size, dtype=np.float64)
-        extra = {key: np.full(ci.size, np.nan) for key in PREDICTION_EXTRAS}
-        if ci.size == 0:
-            return {"score": out, **extra}
-        items = self.featurizer.encode_items(opportunities)
-        order = np.argsort(ci, kind="stable")
-        sorted_ci = ci[order]
-        starts = np.flatnonzero(np.r_[True, sorted_ci[1:] != sorted_ci[:-1]])
-        ends = np.r_[starts[1:], sorted_ci.size]
-        for start, end in zip(starts, ends, strict=True):
-            rows = order[start:end]
-            c = int(sorted_ci[start])
-            ref = reference_dates[c] if reference_dates is not None else None
-            X = self.features(self.encode_client(clients[c]), items, oi[rows], ref)
-            out[rows] = self.score_rows(X)
-            outcomes = self.outcome_rows(X)
-            if outcomes is not None:
-                for key in PREDICTION_EXTRAS:
-                    extra[key][rows] = outcomes[key]
-        return {"score": out, **extra}
-
 
 def forest_of(ranker: Ranker) -> LightGBMRanker | None:
     """The LightGBM ranker whose trees score: the ranker itself, or the outcome-aware ranker's acceptance model."""

@@ -28,6 +28,7 @@ import numpy as np
 from features.pairs import PairFeaturizer
 from features.records import ClientProfile, Opportunity
 from features.taxonomy import default_taxonomy
+from models.batch import predict_records
 from models.compiled import CompileError, TreeEngine, compile_forest, should_compile
 from models.package import DEFAULT_FIRST_STAGE_K, PREDICTION_EXTRAS, ModelLoadError, PolkuModel, forest_of
 from models.rankers import Ranker, RankerError
@@ -259,7 +260,7 @@ def predict_frame(model: PolkuModel, frame: pd.DataFrame) -> pd.DataFrame:
             split_clients.append(clients[int(c_str)])
             ref_per_client.append(_parse_date(d_str))
         clients, ci = split_clients, np.asarray(key_codes, dtype=np.int64)
-    return pd.DataFrame(model.predict_records(clients, opportunities, ci, np.asarray(opp_codes), ref_per_client))
+    return pd.DataFrame(predict_records(model, clients, opportunities, ci, np.asarray(opp_codes), ref_per_client))
 
 
 def _parse_date(text: str) -> date | None:

@@ -81,6 +81,15 @@ def _best_iteration(booster: Any, X: Matrix, y: npt.ArrayLike, sizes: npt.NDArra
     return best_at
 
 
+def one_hot_columns(names: Sequence[str], prefix: str, values: Sequence[str]) -> list[int]:
+    """Positions of the one-hot columns ``prefix + value`` in ``names``, in the order of ``values``."""
+    pos = {n: i for i, n in enumerate(names)}
+    missing = [f"{prefix}{v}" for v in values if f"{prefix}{v}" not in pos]
+    if missing:
+        raise RankerError(f"the ranker needs the columns {', '.join(missing)}")
+    return [pos[f"{prefix}{v}"] for v in values]
+
+
 class Ranker(ABC):
     """One interface for every ranker: fit on (X, y, query ids), score rows, explain rows, save and load."""
 

@@ -19,6 +19,7 @@ from starlette.routing import Match
 
 from features.centres import CENTRES
 from service.auth import TokenVerifier
+from service.candidates import warm_candidate_pools
 from service.coding import CoderHolder
 from service.errors import install_error_handlers
 from service.impressions import ImpressionLog
@@ -31,7 +32,6 @@ from service.routers import candidates, clients, coding, feedback, health, model
 from service.settings import Settings, get_settings
 from service.storage import repositories as repo
 from service.storage.db import make_engine, make_session_factory, migrate
-from service.suggest import warm_candidate_pools
 
 logger = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from features.records import KINDS
+from models.batch import predict_records
 from models.package import PolkuModel
 from training import ope
 from training.world.population import reference_date
@@ -87,7 +88,7 @@ def reward_model(
     refs = [reference_date(year)] * len(ctx.world.clients)
     client = np.r_[served.client, counter.client]
     item = np.r_[served.item, counter.item]
-    pred = target.predict_records(ctx.world.clients, ctx.world.opportunities, client, item, refs)
+    pred = predict_records(target, ctx.world.clients, ctx.world.opportunities, client, item, refs)
     base = np.nan_to_num(pred["p_accept"] * (1.0 + pred["expected_outcome"]), nan=1.0)
     by_pos = pd.Series(labels).groupby(served.position).mean()
     first = max(float(by_pos.iloc[0]), 1e-9)

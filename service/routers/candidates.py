@@ -7,9 +7,9 @@ from datetime import date
 from fastapi import APIRouter, Body
 
 from features.records import OpportunityId
+from service.candidates import candidates_for
 from service.deps import Coordinator, ImpressionsDep, MetricsDep, ProfileCacheDep, SessionDep, SnapshotDep
 from service.schemas import ERROR_RESPONSES, NOT_FOUND, CandidatesRequest, CandidatesResponse
-from service.suggest import candidates_for
 
 router = APIRouter(prefix="/v1", tags=["candidates"])
 

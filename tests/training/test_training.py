@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from models.batch import score_records
 from training.config import TrainConfig
 from training.promote import CHALLENGER, CHAMPION, decide
 
@@ -108,7 +109,7 @@ def test_pyfunc_scores_equal_in_process(first_run, world_dir: Path, tracking_uri
     pyfunc = mlflow.pyfunc.load_model(first_run.model_uri)
     model = load_polku_model(first_run.model_uri)
     got = np.asarray(pyfunc.predict(frame)["score"], dtype=float)
-    want = model.score_records(world.clients[:1], world.opportunities[:5], [0] * 5, list(range(5)))
+    want = score_records(model, world.clients[:1], world.opportunities[:5], [0] * 5, list(range(5)))
     assert got == pytest.approx(want)
 
 
