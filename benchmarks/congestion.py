@@ -41,9 +41,9 @@ def _morning(section: Section, fx: Fixtures) -> None:
 
 def _allocate(section: Section, fx: Fixtures) -> None:
     from models.allocation import solve
-    from models.batch import ModelSource, allocation_problem
+    from models.batch import ModelSource, allocation_problem, dask_client
     from models.packaging import save_local
-    from service.allocate import dask_client, score_on_dask
+    from service.allocate import score_on_dask
     from training.datasets import cohort_reference_date, time_split
 
     world = fx.world

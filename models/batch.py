@@ -12,10 +12,12 @@ a saved bundle) and load the model themselves, once per worker process (:func:`l
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -193,3 +195,22 @@ def predict_records(
             for key in PREDICTION_EXTRAS:
                 extra[key][rows] = outcomes[key]
     return {"score": out, **extra}
+
+
+@contextmanager
+def dask_client(scheduler: str | None, workers: int, *, processes: bool = True) -> Iterator[Any]:
+    """A Dask client on an existing scheduler, or on an embedded LocalCluster (closed afterwards)."""
+    import distributed
+
+    # distributed's constructors are untyped; the client is used through Any anyway.
+    Client: Any = distributed.Client  # noqa: N806
+    LocalCluster: Any = distributed.LocalCluster  # noqa: N806
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    with (
+        LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client

@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime
 from functools import cache
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import numpy as np
 
@@ -208,6 +208,25 @@ def make_input_example(
     )
 
 
+R = TypeVar("R", ClientProfile, Opportunity)
+
+
+def _parse_column(record: type[R], texts: Any, codes: Any, column: str, noun: str) -> list[R]:
+    """Validate each distinct JSON text of ``column`` as ``record``; a bad one names its first row."""
+    from pydantic import ValidationError
+
+    out: list[R] = []
+    for i, text in enumerate(texts):
+        try:
+            out.append(record.model_validate_json(text))
+        except ValidationError as exc:
+            row = int(np.flatnonzero(codes == i)[0])
+            raise ValueError(
+                f"model input row {row}: {column} is not a valid {noun} ({exc.error_count()} errors)"
+            ) from None
+    return out
+
+
 def predict_frame(model: PolkuModel, frame: pd.DataFrame) -> pd.DataFrame:
     """Score a frame with ``client_json`` and ``opportunity_json`` columns (and optional ``reference_date``).
 
@@ -219,7 +238,6 @@ def predict_frame(model: PolkuModel, frame: pd.DataFrame) -> pd.DataFrame:
             column, never the submitted values).
     """
     import pandas as pd
-    from pydantic import ValidationError
 
     missing = [c for c in INPUT_COLUMNS if c not in frame.columns]
     if missing:
@@ -229,24 +247,8 @@ def predict_frame(model: PolkuModel, frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({name: np.zeros(0, dtype=np.float64) for name in ("score", *PREDICTION_EXTRAS)})
     client_codes, client_json = pd.factorize(frame["client_json"].astype(str), sort=False)
     opp_codes, opp_json = pd.factorize(frame["opportunity_json"].astype(str), sort=False)
-    clients: list[ClientProfile] = []
-    for i, text in enumerate(client_json):
-        try:
-            clients.append(ClientProfile.model_validate_json(text))
-        except ValidationError as exc:
-            row = int(np.flatnonzero(client_codes == i)[0])
-            raise ValueError(
-                f"model input row {row}: client_json is not a valid client ({exc.error_count()} errors)"
-            ) from None
-    opportunities: list[Opportunity] = []
-    for i, text in enumerate(opp_json):
-        try:
-            opportunities.append(Opportunity.model_validate_json(text))
-        except ValidationError as exc:
-            row = int(np.flatnonzero(opp_codes == i)[0])
-            raise ValueError(
-                f"model input row {row}: opportunity_json is not a valid opportunity ({exc.error_count()} errors)"
-            ) from None
+    clients = _parse_column(ClientProfile, client_json, client_codes, "client_json", "client")
+    opportunities = _parse_column(Opportunity, opp_json, opp_codes, "opportunity_json", "opportunity")
     ref_per_client: list[date | None] = [None] * len(clients)
     ci = np.asarray(client_codes, dtype=np.int64)
     if "reference_date" in frame.columns:

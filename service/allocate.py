@@ -14,8 +14,7 @@ import logging
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 
 from features.records import ClientProfile, Opportunity
 from models.allocation import Solver, solve
-from models.batch import ModelSource, ScoredPairs, allocation_problem, score_block
+from models.batch import ModelSource, ScoredPairs, allocation_problem, dask_client, score_block
 from models.package import ModelLoadError
 from service.settings import Settings
 from service.storage import repositories as repo
@@ -118,25 +117,6 @@ def _resolve_model(settings: Settings, bundle: Path | None, ship_to: Path | None
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
         source = ModelSource(str(save_local(load_polku_model(uri), ship_to / "bundle")))
     return _Model(source, settings.model_name, str(mv.version))
-
-
-@contextmanager
-def dask_client(scheduler: str | None, workers: int, *, processes: bool = True) -> Iterator[Any]:
-    """A Dask client on an existing scheduler, or on an embedded LocalCluster (closed afterwards)."""
-    import distributed
-
-    # distributed's constructors are untyped; the client is used through Any anyway.
-    Client: Any = distributed.Client  # noqa: N806
-    LocalCluster: Any = distributed.LocalCluster  # noqa: N806
-    if scheduler:
-        with Client(scheduler) as client:
-            yield client
-        return
-    with (
-        LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
 
 
 def score_on_dask(

@@ -82,7 +82,8 @@ def train_cmd(
     with contextlib.ExitStack() as stack:
         trainer = None
         if dask:
-            from training.distributed import dask_booster_trainer, dask_client
+            from models.batch import dask_client
+            from training.distributed import dask_booster_trainer
 
             trainer = dask_booster_trainer(stack.enter_context(dask_client(scheduler, workers)))
         result = train(

@@ -11,8 +11,6 @@ embedded ``LocalCluster``; ``--scheduler tcp://host:8786`` uses an existing clus
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -68,21 +66,3 @@ def dask_booster_trainer(client: Any, n_parts: int | None = None) -> BoosterTrai
         return model.to_local().booster_
 
     return train
-
-
-@contextmanager
-def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
-    """A client on an existing scheduler, or on an embedded LocalCluster of worker processes (closed afterwards)."""
-    import distributed
-
-    client_cls: Any = distributed.Client
-    cluster_cls: Any = distributed.LocalCluster
-    if scheduler:
-        with client_cls(scheduler) as client:
-            yield client
-        return
-    with (
-        cluster_cls(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
-        client_cls(cluster) as client,
-    ):
-        yield client

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from models.batch import dask_client
 from models.rankers import LightGBMRanker
-from training.distributed import dask_booster_trainer, dask_client, query_partitions
+from training.distributed import dask_booster_trainer, query_partitions
 
 
 def test_partitions_keep_whole_queries_and_balance_rows() -> None:
