@@ -33,6 +33,7 @@ def _morning(section: Section, fx: Fixtures) -> None:
         section.add_row(part="morning", policy=policy, **{k: block[k] for k in sorted(block)})
     change = result["change"]
     section.add_row(part="morning", policy="change", **change)
+    section.add_row(part="morning", policy="ceiling: true utility as scores", **result["ceiling"]["change"])
     section.check("first suggestion already full: aware / plain", change["full_first_share_ratio"], "<=", 0.5, "x")
     section.check("congestion@10 drop", change["congestion_at_10_drop"], ">=", 0.30, "")
     section.check("realised utility under capacity: gain", change["utility_gain"], ">=", 0.05, "")

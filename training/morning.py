@@ -14,6 +14,10 @@ Both policies see the same arrival orders and the same Gumbel draws (common rand
 Reported per policy: realised total expected utility (true utility of the items taken), the share of lists whose
 first suggestion was already full on arrival, congestion@10 and coverage@10 of the lists, and NDCG@10 against
 the true relevance without capacity; plus the mean per-list NDCG@10 loss of congestion-aware ranking.
+
+The **ceiling** runs both policies again with the world's true utility in place of the model's scores (the lists,
+the allocation's values and so its prices): what subtracting prices from scores can achieve in this world with a
+perfect model. A target the ceiling misses too is out of reach of the price rule itself, not of the model.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ import numpy as np
 import numpy.typing as npt
 
 from features.records import KINDS, ROUTES
-from models.allocation import Solver, solve
-from models.batch import ScoredPairs, allocation_problem, score_clients
+from models.allocation import AllocationProblem, Solver, solve
+from models.batch import allocation_problem, score_clients
 from models.package import PolkuModel
 from training.datasets import cohort_reference_date, time_split
 from training.metrics import congestion_at_k, coverage_at_k, ndcg_per_query
@@ -71,7 +75,9 @@ class _Lists:
     scores: npt.NDArray[np.float64]  # the policy's ordering score of the same cells
 
 
-def _top_lists(pairs: ScoredPairs, agent: npt.NDArray[np.int64], order_by: npt.NDArray[np.float64], n: int) -> _Lists:
+def _top_lists(
+    item: npt.NDArray[np.int64], agent: npt.NDArray[np.int64], order_by: npt.NDArray[np.float64], n: int
+) -> _Lists:
     order = np.lexsort((np.arange(agent.size), -order_by, agent))
     a = agent[order]
     starts = np.searchsorted(a, np.arange(n))
@@ -79,7 +85,7 @@ def _top_lists(pairs: ScoredPairs, agent: npt.NDArray[np.int64], order_by: npt.N
     keep = rank < METRIC_K
     items = np.full((n, METRIC_K), -1, dtype=np.int64)
     scores = np.full((n, METRIC_K), np.nan)
-    items[a[keep], rank[keep]] = pairs.item[order][keep]
+    items[a[keep], rank[keep]] = item[order][keep]
     scores[a[keep], rank[keep]] = order_by[order][keep]
     return _Lists(items, scores)
 
@@ -131,7 +137,11 @@ def _morning(
 
 
 def simulate_centre(world: World, model: PolkuModel, centre: str, config: MorningConfig) -> dict[str, Any]:
-    """The morning of one centre: both policies, with the allocation's prices and timings."""
+    """The morning of one centre: both policies, with the allocation's prices and timings, and their ceiling.
+
+    The ceiling runs the same two policies with the world's true utility in place of the model's scores (the
+    lists, the allocation's values and so its prices): what the price rule could do with a perfect model.
+    """
     split = time_split(world)
     on: date = cohort_reference_date(split.test_cohort)
     test = set(split.test_client_ids)
@@ -144,9 +154,7 @@ def simulate_centre(world: World, model: PolkuModel, centre: str, config: Mornin
     problem = allocation_problem(pairs, len(clients), opps, on)
     scored = time.perf_counter()
     allocation = solve(problem, config.solver)
-    n_agents = problem.n_agents
     u = world.truth.utility_at(np.asarray(c_pos)[pairs.row], np.asarray(o_pos)[pairs.item])
-    rel = world.truth.relevance_of(u)
     route = np.array([ROUTES.index(o.route) if o.route else -1 for o in opps])
     behaviour = world.manifest.get("behaviour", {})
     taste_arr = (
@@ -156,18 +164,19 @@ def simulate_centre(world: World, model: PolkuModel, centre: str, config: Mornin
         + float(behaviour.get("apprenticeship_bias", 0.0)) * (route[pairs.item] == ROUTES.index("apprenticeship"))
     )
     keys = list(zip(problem.agent.tolist(), pairs.item.tolist(), strict=True))
-    utility = dict(zip(keys, u.tolist(), strict=True))
-    taste = dict(zip(keys, taste_arr.tolist(), strict=True))
-    relevance = dict(zip(keys, rel.astype(float).tolist(), strict=True))
-    none_logit = np.array([float(behaviour.get(f"none_{k}", 0.0)) for k in KINDS])
-    lists = {
-        "plain": _top_lists(pairs, problem.agent, pairs.score, n_agents),
-        "congestion_aware": _top_lists(pairs, problem.agent, pairs.score - allocation.prices[pairs.item], n_agents),
-    }
-    rng = np.random.default_rng(config.seed)
-    draws = [
-        (rng.permutation(len(clients)), rng.gumbel(size=(n_agents, config.slate + 1))) for _ in range(config.repeats)
-    ]
+    morning = _Morning(
+        agent=problem.agent,
+        item=pairs.item,
+        n_agents=problem.n_agents,
+        capacity=problem.capacity,
+        n_items=len(opps),
+        utility=dict(zip(keys, u.tolist(), strict=True)),
+        taste=dict(zip(keys, taste_arr.tolist(), strict=True)),
+        relevance=dict(zip(keys, world.truth.relevance_of(u).astype(float).tolist(), strict=True)),
+        none_logit=np.array([float(behaviour.get(f"none_{k}", 0.0)) for k in KINDS]),
+        slate=config.slate,
+        draws=_draws(len(clients), problem.n_agents, config),
+    )
     out: dict[str, Any] = {
         "centre": centre,
         "clients": len(clients),
@@ -177,24 +186,61 @@ def simulate_centre(world: World, model: PolkuModel, centre: str, config: Mornin
         "score_seconds": scored - start,
         "solve_seconds": allocation.seconds,
     }
-    ndcg: dict[str, npt.NDArray[np.float64]] = {}
-    for policy, policy_lists in lists.items():
-        metrics = _list_metrics(policy_lists, relevance, len(opps))
-        ndcg[policy] = metrics.pop("ndcg_per_list")
-        runs = [
-            _morning(policy_lists, problem.capacity, utility, taste, none_logit, config.slate, o, g) for o, g in draws
-        ]
-        util, full, shown, taken = (np.array(x, dtype=np.float64) for x in zip(*runs, strict=True))
-        out[policy] = {
-            **metrics,
-            "ndcg_at_10": float(np.mean(ndcg[policy])),
-            "utility": float(util.mean()),
-            "full_first_share": float((full / np.maximum(shown, 1)).mean()),
-            "lists": float(shown.mean()),
-            "taken": float(taken.mean()),
-        }
-    out["ndcg_loss_per_list"] = ndcg["plain"] - ndcg["congestion_aware"]
+    out.update(morning.policies(pairs.score, allocation.prices[pairs.item]))
+    truth_problem = AllocationProblem.build(problem.agent, problem.item, u, problem.capacity, problem.n_agents)
+    ceiling_prices = solve(truth_problem, config.solver).prices[pairs.item]
+    out["ceiling"] = morning.policies(u, ceiling_prices)
     return out
+
+
+def _draws(
+    n_clients: int, n_agents: int, config: MorningConfig
+) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]:
+    """Arrival orders and choice noise, shared by every policy (common random numbers)."""
+    rng = np.random.default_rng(config.seed)
+    return [(rng.permutation(n_clients), rng.gumbel(size=(n_agents, config.slate + 1))) for _ in range(config.repeats)]
+
+
+@dataclass(frozen=True)
+class _Morning:
+    """One centre's morning: the scored pairs' truth and the shared draws; runs policies given as scores."""
+
+    agent: npt.NDArray[np.int64]
+    item: npt.NDArray[np.int64]
+    n_agents: int
+    capacity: npt.NDArray[np.float64]
+    n_items: int
+    utility: dict[tuple[int, int], float]
+    taste: dict[tuple[int, int], float]
+    relevance: dict[tuple[int, int], float]
+    none_logit: npt.NDArray[np.float64]
+    slate: int
+    draws: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]
+
+    def policies(self, scores: npt.NDArray[np.float64], prices: npt.NDArray[np.float64]) -> dict[str, Any]:
+        """Plain (by ``scores``) and congestion-aware (by ``scores - prices``, per pair) with the NDCG loss."""
+        orders = {"plain": scores, "congestion_aware": scores - prices}
+        out: dict[str, Any] = {}
+        ndcg: dict[str, npt.NDArray[np.float64]] = {}
+        for policy, order_by in orders.items():
+            lists = _top_lists(self.item, self.agent, order_by, self.n_agents)
+            metrics = _list_metrics(lists, self.relevance, self.n_items)
+            ndcg[policy] = metrics.pop("ndcg_per_list")
+            runs = [
+                _morning(lists, self.capacity, self.utility, self.taste, self.none_logit, self.slate, o, g)
+                for o, g in self.draws
+            ]
+            util, full, shown, taken = (np.array(x, dtype=np.float64) for x in zip(*runs, strict=True))
+            out[policy] = {
+                **metrics,
+                "ndcg_at_10": float(np.mean(ndcg[policy])),
+                "utility": float(util.mean()),
+                "full_first_share": float((full / np.maximum(shown, 1)).mean()),
+                "lists": float(shown.mean()),
+                "taken": float(taken.mean()),
+            }
+        out["ndcg_loss_per_list"] = ndcg["plain"] - ndcg["congestion_aware"]
+        return out
 
 
 def simulate_morning(
@@ -209,28 +255,9 @@ def simulate_morning(
     cfg = config or MorningConfig()
     names = centres or sorted({o.centre for o in world.opportunities})
     per_centre = [simulate_centre(world, model, c, cfg) for c in names]
-    losses = np.concatenate([c.pop("ndcg_loss_per_list") for c in per_centre])
-    weights = np.array([c["plain"]["lists"] for c in per_centre])
-    summary: dict[str, Any] = {}
-    for policy in POLICIES:
-        parts = [c[policy] for c in per_centre]
-        summary[policy] = {
-            "utility": float(sum(p["utility"] for p in parts)),
-            "taken": float(sum(p["taken"] for p in parts)),
-            "full_first_share": float(np.average([p["full_first_share"] for p in parts], weights=weights)),
-            "congestion_at_10": float(np.average([p["congestion_at_10"] for p in parts], weights=weights)),
-            "coverage_at_10": float(np.average([p["coverage_at_10"] for p in parts], weights=weights)),
-            "ndcg_at_10": float(np.average([p["ndcg_at_10"] for p in parts], weights=weights)),
-        }
-    plain, aware = summary["plain"], summary["congestion_aware"]
-    change = {
-        "utility_gain": aware["utility"] / plain["utility"] - 1 if plain["utility"] else float("nan"),
-        "full_first_share_ratio": (
-            aware["full_first_share"] / plain["full_first_share"] if plain["full_first_share"] else float("nan")
-        ),
-        "congestion_at_10_drop": 1 - aware["congestion_at_10"] / plain["congestion_at_10"],
-        "ndcg_at_10_loss": float(losses.mean()) if losses.size else 0.0,
-    }
+    summary = _summarise(per_centre)
+    ceiling = _summarise([c["ceiling"] for c in per_centre])
+    change = summary.pop("change")
     met = {
         "full_first_share_halves": change["full_first_share_ratio"] <= TARGETS["full_first_share_ratio_max"],
         "congestion_falls_30pct": change["congestion_at_10_drop"] >= TARGETS["congestion_at_10_drop_min"],
@@ -243,8 +270,36 @@ def simulate_morning(
         "change": change,
         "targets": dict(TARGETS),
         "met": met,
+        "ceiling": ceiling,
         "centres": per_centre,
     }
+
+
+def _summarise(per_centre: list[dict[str, Any]]) -> dict[str, Any]:
+    """Totals and list-weighted means over centres per policy, and the changes (pops the per-list losses)."""
+    losses = np.concatenate([c.pop("ndcg_loss_per_list") for c in per_centre])
+    weights = np.array([c["plain"]["lists"] for c in per_centre])
+    summary: dict[str, Any] = {}
+    for policy in POLICIES:
+        parts = [c[policy] for c in per_centre]
+        summary[policy] = {
+            "utility": float(sum(p["utility"] for p in parts)),
+            "taken": float(sum(p["taken"] for p in parts)),
+            **{
+                key: float(np.average([p[key] for p in parts], weights=weights))
+                for key in ("full_first_share", "congestion_at_10", "coverage_at_10", "ndcg_at_10")
+            },
+        }
+    plain, aware = summary["plain"], summary["congestion_aware"]
+    summary["change"] = {
+        "utility_gain": aware["utility"] / plain["utility"] - 1 if plain["utility"] else float("nan"),
+        "full_first_share_ratio": (
+            aware["full_first_share"] / plain["full_first_share"] if plain["full_first_share"] else float("nan")
+        ),
+        "congestion_at_10_drop": 1 - aware["congestion_at_10"] / plain["congestion_at_10"],
+        "ndcg_at_10_loss": float(losses.mean()) if losses.size else 0.0,
+    }
+    return summary
 
 
 def morning_table(result: dict[str, Any]) -> str:
@@ -269,6 +324,13 @@ def morning_table(result: dict[str, Any]) -> str:
     ]
     lines = ["| morning | plain | congestion-aware | change |", "|---|---|---|---|"]
     lines += [f"| {name} | {a:.4g} | {b:.4g} | {c} |" for name, a, b, c in rows]
+    ceiling = result.get("ceiling", {}).get("change")
+    if ceiling:
+        lines.append(
+            "| ceiling: the same rule on true utility | | | "
+            f"utility {ceiling['utility_gain']:+.1%}, full x{ceiling['full_first_share_ratio']:.2f}, "
+            f"congestion {-ceiling['congestion_at_10_drop']:+.1%}, NDCG {-ceiling['ndcg_at_10_loss']:+.4f} |"
+        )
     lines.append("")
     lines.append("targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in met.items()))
     return "\n".join(lines)

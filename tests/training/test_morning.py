@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -44,6 +45,7 @@ def test_without_scarce_seats_prices_are_zero_and_both_policies_agree(world: Wor
     assert result["centres"][0]["priced_items"] == 0
     assert result["plain"] == result["congestion_aware"]
     assert result["plain"]["full_first_share"] == 0.0
+    assert result["ceiling"]["plain"] == result["ceiling"]["congestion_aware"]  # no prices on true utility either
 
 
 def test_report_has_both_policies_metrics_in_range_and_a_table(world: World) -> None:
@@ -61,6 +63,12 @@ def test_report_has_both_policies_metrics_in_range_and_a_table(world: World) -> 
         "utility_rises_5pct",
         "ndcg_loss_at_most_0_02",
     }
+    ceiling = result["ceiling"]
+    assert set(ceiling) == {*POLICIES, "change"}
+    # ranking by true utility is the best list there is (lists without any relevant item count 0 in both)
+    assert ceiling["plain"]["ndcg_at_10"] > result["plain"]["ndcg_at_10"]
+    json.dumps(result)  # the evaluation report stores it
     table = morning_table(result)
+    assert "ceiling" in table
     assert "congestion-aware" in table
     assert "targets:" in table
