@@ -7,17 +7,49 @@ import pytest
 
 from models.batch import dask_client
 from models.rankers import LightGBMRanker
-from training.distributed import dask_booster_trainer, query_partitions
+from training.distributed import dask_booster_trainer, query_partitions, query_rows
 
 
 def test_partitions_keep_whole_queries_and_balance_rows() -> None:
-    sizes = [3, 1, 4, 2, 5, 5]
-    rows, queries = query_partitions(sizes, 2)
+    sizes = np.array([3, 1, 4, 2, 5, 5])
+    order, rows, queries = query_partitions(sizes, 2, seed=3)
+    assert sorted(order.tolist()) == list(range(6))
     assert sum(rows) == 20
     assert sum(queries) == 6
-    bounds = np.cumsum(queries)[:-1]
-    assert all(np.cumsum(sizes)[b - 1] == np.cumsum(rows)[i] for i, b in enumerate(bounds))
-    assert query_partitions([10], 3) == ((10,), (1,))
+    bounds = np.r_[0, np.cumsum(queries)]
+    for i in range(len(rows)):
+        part = order[bounds[i] : bounds[i + 1]]
+        assert sizes[part].sum() == rows[i]  # whole queries: a partition's rows are exactly its queries' rows
+        assert np.all(np.diff(part) > 0)  # in their original order within the partition
+    assert max(abs(r - 10) for r in rows) <= sizes.max() / 2  # each cut at the query end nearest its target
+    order, rows, queries = query_partitions([10], 3)
+    assert (order.tolist(), rows, queries) == ([0], (10,), (1,))
+
+
+def test_partitions_are_a_seeded_sample_of_every_cohort() -> None:
+    """Queries sorted by client come in cohort blocks; each partition must hold a share of every cohort."""
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(20, 45, size=400)
+    cohort = np.repeat(np.arange(4), 100)
+    order, rows, queries = query_partitions(sizes, 2, seed=7)
+    first = order[: queries[0]]
+    second = order[queries[0] :]
+    for part in (first, second):
+        counts = np.bincount(cohort[part], minlength=4)
+        assert np.all(counts >= 30), counts  # ~50 of each cohort's 100 queries, never a contiguous block
+    assert abs(rows[0] - sizes.sum() / 2) <= sizes.max() / 2
+    again = query_partitions(sizes, 2, seed=7)
+    assert np.array_equal(again[0], order)
+    assert again[1:] == (rows, queries)
+    assert not np.array_equal(query_partitions(sizes, 2, seed=8)[0], order)
+
+
+def test_query_rows_takes_each_query_whole() -> None:
+    sizes = np.array([2, 3, 1])
+    group = np.repeat(np.arange(3), sizes)
+    take = query_rows(sizes, [2, 0, 1])
+    assert take.tolist() == [5, 0, 1, 2, 3, 4]
+    assert group[take].tolist() == [2, 0, 0, 1, 1, 1]
 
 
 def _data(seed: int, n_queries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
