@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 
 from features.eligibility import EligibilityEvaluator
 from features.records import KINDS
-from models.batch import allocation_problem, score_clients
+from models.batch import ModelSource, allocation_problem, dask_client, kind_index, prune_top_k, score_clients
 from models.package import PolkuModel
 from models.packaging import save_local
-from service.allocate import AllocateOptions, run_allocation
+from service.allocate import AllocateOptions, run_allocation, score_on_dask
 from service.storage import repositories as repo
 from service.storage.db import make_engine, make_session_factory, migrate
 from service.storage.prices import latest_price_run, prices_version
@@ -82,6 +82,21 @@ def test_allocate_writes_prices_and_run_metadata(db_url: str, small_model: Polku
     engine.dispose()
 
 
+def test_blocks_pruned_on_the_workers_are_each_lists_top_k_of_the_full_scores(
+    small_model: PolkuModel, tmp_path: Path
+) -> None:
+    clients, items = tiny_clients(), tiny_catalogue()
+    bundle = ModelSource(str(save_local(small_model, tmp_path / "bundle")))
+    with dask_client(None, 1, processes=False) as client:
+        pruned = score_on_dask(client, bundle, clients, items, "tiny", ON, block_clients=3, top_k=2)
+        full = score_on_dask(client, bundle, clients, items, "tiny", ON, block_clients=3)
+    expected = prune_top_k(full, kind_index(items), 2)
+    assert pruned.row.size < full.row.size
+    assert pruned.row.tolist() == expected.row.tolist()
+    assert pruned.item.tolist() == expected.item.tolist()
+    assert pruned.score == pytest.approx(expected.score)
+
+
 def test_allocate_command_refuses_bad_options_naming_them() -> None:
     from polku import app
 
@@ -90,6 +105,7 @@ def test_allocate_command_refuses_bad_options_naming_them() -> None:
         (["allocate", "--centre", "atlantis"], "--centre"),
         (["allocate", "--solver", "simplex"], "--solver"),
         (["allocate", "--date", "yesterday"], "--date"),
+        (["allocate", "--top-k", "-1"], "--top-k"),
     ]:
         result = runner.invoke(app, args)
         assert result.exit_code != 0
