@@ -14,7 +14,8 @@ import logging
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
@@ -201,16 +202,22 @@ def _collect(futures: list[Any]) -> list[ScoredPairs]:
     return cast(list[ScoredPairs], parts)  # as_completed raises if a block failed: every part is here
 
 
+def collect_centre(pending: PendingCentre) -> ScoredPairs:
+    """Wait for a centre's scoring blocks and join them (scores on the LP's grid, :func:`quantize_scores`)."""
+    return quantize_scores(ScoredPairs.concat(_collect(pending.futures), pending.starts))
+
+
 def finish_centre(
-    client: Any, pending: PendingCentre, options: AllocateOptions
+    client: Any, pending: PendingCentre, options: AllocateOptions, pairs: ScoredPairs | None = None
 ) -> tuple[CentreAllocation, list[ItemPrice]]:
-    """Collect a centre's scores, solve one allocation per kind on the workers, summarise (nothing is written).
+    """Collect a centre's scores (unless given), solve one allocation per kind on the workers, summarise.
 
     The kinds share neither agents nor items, so their problems are independent (same optimum and prices as one
     problem) and smaller; solving them as Dask tasks lets them run side by side, and next to other scoring.
+    Nothing is written here.
     """
     clients, opportunities = pending.clients, pending.opportunities
-    pairs = quantize_scores(ScoredPairs.concat(_collect(pending.futures), pending.starts))
+    pairs = collect_centre(pending) if pairs is None else pairs
     scored = time.perf_counter()
     problems = kind_problems(pairs, len(clients), opportunities, options.on)
     # Higher priority than any scoring still queued: a centre's prices are written as soon as they are known.
@@ -256,15 +263,70 @@ def allocate_centre(
     return finish_centre(client, pending, options)
 
 
-def run_allocation(settings: Settings, options: AllocateOptions) -> list[CentreAllocation]:
-    """``polku allocate``: one run per centre, written to the store (and MLflow); returns the summaries.
+@dataclass(frozen=True)
+class CentreInput:
+    """One centre to allocate: its consenting clients, its catalogue, and the catalogue's key (name and version)."""
 
-    Every centre's scoring is submitted before the first is collected, so the workers keep scoring the next
-    centres while a centre's allocation is solved and written.
+    centre: str
+    clients: Sequence[ClientProfile]
+    opportunities: Sequence[Opportunity]
+    catalogue_key: str
+
+
+def allocate_centres(
+    client: Any, source: ModelSource, centres: Iterable[CentreInput], options: AllocateOptions
+) -> Iterator[tuple[CentreAllocation, list[ItemPrice]]]:
+    """Allocate centre after centre, with the next centre's scoring always queued behind the current one.
+
+    Two centres are being scored at most: when one is collected the one after next is queued, so the workers
+    score while a centre is solved and written, and a worker holds two catalogues, not all of them (50k items
+    are about 0.9 GB of records). ``centres`` is read
+    lazily, so the next centre is read from the store only when it is submitted.
     """
+    inputs = iter(centres)
+    queue: deque[tuple[CentreInput, PendingCentre]] = deque()
+
+    def submit_next() -> None:
+        nxt = next(inputs, None)
+        if nxt is not None:
+            pending = submit_centre(
+                client,
+                source,
+                nxt.clients,
+                nxt.opportunities,
+                nxt.catalogue_key,
+                options.on,
+                options.block_clients,
+                options.top_k,
+            )
+            queue.append((nxt, pending))
+
+    submit_next()
+    submit_next()
+    while queue:
+        current, pending = queue.popleft()
+        pairs = collect_centre(pending)  # its catalogue is released on the workers: queue the next one
+        submit_next()
+        summary, items = finish_centre(client, pending, options, pairs)
+        yield CentreAllocation(**{**asdict(summary), "centre": current.centre}), items
+
+
+def run_allocation(settings: Settings, options: AllocateOptions) -> list[CentreAllocation]:
+    """``polku allocate``: one run per centre, written to the store (and MLflow); returns the summaries."""
     engine = make_engine(settings.database_url)
     migrate(engine)
     factory = make_session_factory(engine)
+
+    def read(centre: str) -> CentreInput | None:
+        with session_scope(factory) as session:
+            clients = matching_clients(session, centre)
+            opportunities = [o for o in repo.all_opportunities(session) if o.centre == centre]
+            fingerprint = repo.catalogue_fingerprint(session)
+        if not clients or not opportunities:
+            logger.info("%s: nothing to allocate (%d clients, %d items)", centre, len(clients), len(opportunities))
+            return None
+        return CentreInput(centre, clients, opportunities, f"{centre}:{fingerprint[0]}:{fingerprint[1]}")
+
     out: list[CentreAllocation] = []
     try:
         with (
@@ -274,36 +336,8 @@ def run_allocation(settings: Settings, options: AllocateOptions) -> list[CentreA
             ) as client,
         ):
             model = _resolve_model(settings, options.bundle, None if options.scheduler else Path(tmp))
-            pending: list[tuple[str, PendingCentre]] = []
-            for centre in options.centres:
-                with session_scope(factory) as session:
-                    clients = matching_clients(session, centre)
-                    opportunities = [o for o in repo.all_opportunities(session) if o.centre == centre]
-                    fingerprint = repo.catalogue_fingerprint(session)
-                if not clients or not opportunities:
-                    logger.info(
-                        "%s: nothing to allocate (%d clients, %d items)", centre, len(clients), len(opportunities)
-                    )
-                    continue
-                key = f"{centre}:{fingerprint[0]}:{fingerprint[1]}"
-                pending.append(
-                    (
-                        centre,
-                        submit_centre(
-                            client,
-                            model.source,
-                            clients,
-                            opportunities,
-                            key,
-                            options.on,
-                            options.block_clients,
-                            options.top_k,
-                        ),
-                    )
-                )
-            for centre, submitted in pending:
-                summary, items = finish_centre(client, submitted, options)
-                summary = CentreAllocation(**{**asdict(summary), "centre": centre})
+            inputs = (found for found in map(read, options.centres) if found is not None)
+            for summary, items in allocate_centres(client, model.source, inputs, options):
                 mlflow_run = _log_mlflow(settings, model, options, summary) if options.log_mlflow else None
                 with session_scope(factory) as session:
                     save_price_run(session, _run_row(model, options, summary, mlflow_run), items)

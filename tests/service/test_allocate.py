@@ -97,6 +97,31 @@ def test_blocks_pruned_on_the_workers_are_each_lists_top_k_of_the_full_scores(
     assert pruned.score == pytest.approx(expected.score)
 
 
+def test_every_centre_with_clients_and_items_gets_its_own_run_in_order(
+    db_url: str, small_model: PolkuModel, tmp_path: Path
+) -> None:
+    settings = make_settings(db_url, tmp_path / "data")
+    engine = make_engine(db_url)
+    migrate(engine)
+    with make_session_factory(engine)() as session:
+        repo.upsert_opportunities(session, tiny_catalogue())
+        repo.upsert_clients(session, tiny_clients())
+        session.commit()
+    bundle = save_local(small_model, tmp_path / "bundle")
+    options = AllocateOptions(
+        centres=("espoo", "turku", "helsinki"), on=ON, workers=1, bundle=bundle, block_clients=4, log_mlflow=False
+    )
+    runs = run_allocation(settings, options)
+    assert [(r.centre, r.n_items) for r in runs] == [("espoo", 1), ("helsinki", 12)]  # turku has nobody
+    with make_session_factory(engine)() as session:
+        assert {c: latest_price_run(session, c) is not None for c in ("espoo", "turku", "helsinki")} == {
+            "espoo": True,
+            "turku": False,
+            "helsinki": True,
+        }
+    engine.dispose()
+
+
 def test_allocate_command_refuses_bad_options_naming_them() -> None:
     from polku import app
 
