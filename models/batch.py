@@ -104,6 +104,9 @@ def score_clients(
     return ScoredPairs(np.concatenate(rows), np.concatenate(idx), np.concatenate(scores))
 
 
+PREPARED_CATALOGUES: Final = 2
+"""Catalogues a worker keeps prepared: the one being scored and the next (each holds its records alive)."""
+
 _PREPARED: dict[tuple[ModelSource, str], tuple[EligibilityEvaluator, EncodedItems]] = {}
 """Per worker process: the eligibility index and encoded catalogue of the last catalogues seen (by key)."""
 
@@ -127,7 +130,7 @@ def score_block(
     key = (source, catalogue_key)
     prepared = _PREPARED.get(key)
     if prepared is None:
-        if len(_PREPARED) >= 4:
+        if len(_PREPARED) >= PREPARED_CATALOGUES:
             _PREPARED.clear()
         prepared = (EligibilityEvaluator(opportunities), model.encode_items(opportunities))
         _PREPARED[key] = prepared
@@ -176,7 +179,7 @@ def score_block_top_k(
     pairs = score_block(source, clients, opportunities, catalogue_key, on)
     kinds = _KIND_OF.get(catalogue_key)
     if kinds is None or kinds.size != len(opportunities):
-        if len(_KIND_OF) >= 4:
+        if len(_KIND_OF) >= PREPARED_CATALOGUES:
             _KIND_OF.clear()
         kinds = _KIND_OF[catalogue_key] = kind_index(opportunities)
     return prune_top_k(pairs, kinds, k)
