@@ -15,16 +15,17 @@ import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, Final, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from features.records import ClientProfile, Opportunity
-from models.allocation import Solver, solve
+from models.allocation import AllocationProblem, Solver, solve
 from models.batch import (
     ModelSource,
     ScoredPairs,
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 EXPERIMENT: Final = "polku-allocation"
 DEFAULT_BLOCK_CLIENTS: Final = 200
+DEFAULT_WINDOW: Final = 16
+"""Blocks of one centre on the cluster at a time (:class:`PendingCentre`): enough to keep the workers busy."""
 DEFAULT_TOP_K: Final = 50
 """Pairs kept per (client, kind) list before the LP (on the default world: the optimum's value within 0.01 %)."""
 
@@ -136,15 +139,22 @@ def _resolve_model(settings: Settings, bundle: Path | None, ship_to: Path | None
     return _Model(source, settings.model_name, str(mv.version))
 
 
-@dataclass(frozen=True)
+@dataclass
 class PendingCentre:
-    """One centre's scoring tasks, submitted and not yet collected (:func:`submit_centre`)."""
+    """One centre's scoring: the blocks submitted so far, and how to submit the rest (:func:`submit_centre`).
+
+    Only ``window`` blocks are on the cluster at a time; :func:`collect_centre` submits the next block as each
+    one comes back. A block's task carries its clients' records, and Dask hands tasks that depend on scattered
+    data to the workers at once, so submitting every block up front would put a centre's whole population in
+    the workers' memory (1.4 GB more per worker at 100k clients).
+    """
 
     clients: Sequence[ClientProfile]
     opportunities: Sequence[Opportunity]
     starts: list[int]
     futures: list[Any]
     submitted: float
+    submit_block: Callable[[int], Any]
 
 
 def submit_centre(
@@ -156,8 +166,9 @@ def submit_centre(
     on: date,
     block_clients: int = DEFAULT_BLOCK_CLIENTS,
     top_k: int | None = None,
+    window: int = DEFAULT_WINDOW,
 ) -> PendingCentre:
-    """Submit one Dask task per block of clients (the catalogue scattered once); returns at once.
+    """Scatter the catalogue and submit the first ``window`` blocks of clients (one Dask task each); returns at once.
 
     With ``top_k`` each task keeps only each (client, kind) list's ``top_k`` best pairs
     (:func:`models.batch.prune_top_k`, on the worker), so only those travel back.
@@ -167,11 +178,13 @@ def submit_centre(
     starts = list(range(0, len(clients), size))
     extra: tuple[int, ...] = () if top_k is None else (top_k,)
     task = score_block if top_k is None else score_block_top_k
-    futures = [
-        client.submit(task, source, list(clients[s : s + size]), catalogue, catalogue_key, on, *extra, pure=False)
-        for s in starts
-    ]
-    return PendingCentre(clients, opportunities, starts, futures, time.perf_counter())
+
+    def submit_block(i: int) -> Any:
+        block = list(clients[starts[i] : starts[i] + size])
+        return client.submit(task, source, block, catalogue, catalogue_key, on, *extra, pure=False)
+
+    futures = [submit_block(i) for i in range(min(max(window, 1), len(starts)))]
+    return PendingCentre(clients, opportunities, starts, futures, time.perf_counter(), submit_block)
 
 
 def score_on_dask(
@@ -183,46 +196,66 @@ def score_on_dask(
     on: date,
     block_clients: int = DEFAULT_BLOCK_CLIENTS,
     top_k: int | None = None,
+    window: int = DEFAULT_WINDOW,
 ) -> ScoredPairs:
     """Score ``clients`` x ``opportunities`` as one Dask task per block of clients (:func:`submit_centre`)."""
-    pending = submit_centre(client, source, clients, opportunities, catalogue_key, on, block_clients, top_k)
-    return ScoredPairs.concat(_collect(pending.futures), pending.starts)
+    pending = submit_centre(client, source, clients, opportunities, catalogue_key, on, block_clients, top_k, window)
+    return ScoredPairs.concat(_collect(pending), pending.starts)
 
 
-def _collect(futures: list[Any]) -> list[ScoredPairs]:
-    """The futures' results in submission order, each released on the workers as soon as it is here."""
+def _collect(pending: PendingCentre) -> list[ScoredPairs]:
+    """Every block's result in block order: each released on the workers once here, and the next one submitted."""
     import distributed
 
     as_completed: Any = distributed.as_completed  # untyped
-    position = {f.key: i for i, f in enumerate(futures)}
-    parts: list[ScoredPairs | None] = [None] * len(futures)
-    for future, part in as_completed(futures, with_results=True):
-        parts[position[future.key]] = part
+    position = {f.key: i for i, f in enumerate(pending.futures)}
+    parts: list[ScoredPairs | None] = [None] * len(pending.starts)
+    done = as_completed(pending.futures, with_results=True)
+    for future, part in done:
+        parts[position.pop(future.key)] = part
         future.release()
+        following = len(pending.futures)
+        if following < len(pending.starts):
+            nxt = pending.submit_block(following)
+            pending.futures.append(nxt)
+            position[nxt.key] = following
+            done.add(nxt)
     return cast(list[ScoredPairs], parts)  # as_completed raises if a block failed: every part is here
 
 
 def collect_centre(pending: PendingCentre) -> ScoredPairs:
     """Wait for a centre's scoring blocks and join them (scores on the LP's grid, :func:`quantize_scores`)."""
-    return quantize_scores(ScoredPairs.concat(_collect(pending.futures), pending.starts))
+    return quantize_scores(ScoredPairs.concat(_collect(pending), pending.starts))
 
 
-def finish_centre(
-    client: Any, pending: PendingCentre, options: AllocateOptions, pairs: ScoredPairs | None = None
-) -> tuple[CentreAllocation, list[ItemPrice]]:
-    """Collect a centre's scores (unless given), solve one allocation per kind on the workers, summarise.
+@dataclass(frozen=True)
+class SolvingCentre:
+    """One centre's per-kind allocation problems, submitted to the workers (:func:`start_solving`)."""
+
+    pending: PendingCentre
+    pairs: ScoredPairs
+    problems: list[tuple[npt.NDArray[np.int64], AllocationProblem]]
+    futures: list[Any]
+    scored: float
+
+
+def start_solving(client: Any, pending: PendingCentre, pairs: ScoredPairs, options: AllocateOptions) -> SolvingCentre:
+    """Submit one allocation problem per kind as a Dask task (:func:`models.batch.kind_problems`); returns at once.
 
     The kinds share neither agents nor items, so their problems are independent (same optimum and prices as one
-    problem) and smaller; solving them as Dask tasks lets them run side by side, and next to other scoring.
-    Nothing is written here.
+    problem) and smaller; as tasks they run side by side, and next to the next centre's scoring.
     """
-    clients, opportunities = pending.clients, pending.opportunities
-    pairs = collect_centre(pending) if pairs is None else pairs
     scored = time.perf_counter()
-    problems = kind_problems(pairs, len(clients), opportunities, options.on)
-    # Higher priority than any scoring still queued: a centre's prices are written as soon as they are known.
-    solves = [client.submit(solve, p, options.solver, pure=False, priority=10) for _, p in problems]
-    solved = client.gather(solves)
+    problems = kind_problems(pairs, len(pending.clients), pending.opportunities, options.on)
+    # Ahead of any scoring still queued: a centre's prices are written as soon as they are known.
+    futures = [client.submit(solve, p, options.solver, pure=False, priority=10) for _, p in problems]
+    return SolvingCentre(pending, pairs, problems, futures, scored)
+
+
+def finish_solving(client: Any, solving: SolvingCentre) -> tuple[CentreAllocation, list[ItemPrice]]:
+    """Wait for a centre's solutions, join them and summarise (nothing is written here)."""
+    opportunities, problems = solving.pending.opportunities, solving.problems
+    solved = client.gather(solving.futures)
     result = merge_allocations([(at, s) for (at, _), s in zip(problems, solved, strict=True)], len(opportunities))
     capacity = np.zeros(len(opportunities))
     for positions, problem in problems:
@@ -235,17 +268,24 @@ def finish_centre(
     summary = CentreAllocation(
         run_id=uuid.uuid4().hex,
         centre=opportunities[0].centre if opportunities else "",
-        n_clients=len(clients),
+        n_clients=len(solving.pending.clients),
         n_items=len(opportunities),
-        n_pairs=int(pairs.row.size),
+        n_pairs=int(solving.pairs.row.size),
         priced_items=int(result.binding.sum()),
         allocated=int((result.assignment >= 0).sum()),
         total_value=float(result.value),
-        score_seconds=scored - pending.submitted,
+        score_seconds=solving.scored - solving.pending.submitted,
         solve_seconds=result.seconds,
-        seconds=time.perf_counter() - pending.submitted,
+        seconds=time.perf_counter() - solving.pending.submitted,
     )
     return summary, items
+
+
+def finish_centre(
+    client: Any, pending: PendingCentre, options: AllocateOptions
+) -> tuple[CentreAllocation, list[ItemPrice]]:
+    """Collect a centre's scores, solve its allocation on the workers and summarise (nothing is written)."""
+    return finish_solving(client, start_solving(client, pending, collect_centre(pending), options))
 
 
 def allocate_centre(
@@ -276,12 +316,13 @@ class CentreInput:
 def allocate_centres(
     client: Any, source: ModelSource, centres: Iterable[CentreInput], options: AllocateOptions
 ) -> Iterator[tuple[CentreAllocation, list[ItemPrice]]]:
-    """Allocate centre after centre, with the next centre's scoring always queued behind the current one.
+    """Allocate centre after centre, keeping the workers busy without holding every centre at once.
 
-    Two centres are being scored at most: when one is collected the one after next is queued, so the workers
-    score while a centre is solved and written, and a worker holds two catalogues, not all of them (50k items
-    are about 0.9 GB of records). ``centres`` is read
-    lazily, so the next centre is read from the store only when it is submitted.
+    Two centres are being scored at most (when one is collected the one after next is queued), and a centre's
+    per-kind problems are solved while the next centre is collected, so the workers score and solve side by
+    side; a worker holds two catalogues, not all of them (50k items are about 0.9 GB of records), and a window
+    of blocks per centre (:class:`PendingCentre`). ``centres`` is read lazily, so the next centre is read from
+    the store only when it is submitted. Results come in centre order.
     """
     inputs = iter(centres)
     queue: deque[tuple[CentreInput, PendingCentre]] = deque()
@@ -303,12 +344,23 @@ def allocate_centres(
 
     submit_next()
     submit_next()
+    solving: tuple[CentreInput, SolvingCentre] | None = None
     while queue:
         current, pending = queue.popleft()
-        pairs = collect_centre(pending)  # its catalogue is released on the workers: queue the next one
+        pairs = collect_centre(pending)  # its catalogue is released on the workers: queue the one after
         submit_next()
-        summary, items = finish_centre(client, pending, options, pairs)
-        yield CentreAllocation(**{**asdict(summary), "centre": current.centre}), items
+        started = (current, start_solving(client, pending, pairs, options))
+        if solving is not None:  # the previous centre solved while this one was collected
+            yield _named(solving[0], finish_solving(client, solving[1]))
+        solving = started
+    if solving is not None:
+        yield _named(solving[0], finish_solving(client, solving[1]))
+
+
+def _named(
+    centre: CentreInput, done: tuple[CentreAllocation, list[ItemPrice]]
+) -> tuple[CentreAllocation, list[ItemPrice]]:
+    return CentreAllocation(**{**asdict(done[0]), "centre": centre.centre}), done[1]
 
 
 def run_allocation(settings: Settings, options: AllocateOptions) -> list[CentreAllocation]:

@@ -82,13 +82,13 @@ def test_allocate_writes_prices_and_run_metadata(db_url: str, small_model: Polku
     engine.dispose()
 
 
-def test_blocks_pruned_on_the_workers_are_each_lists_top_k_of_the_full_scores(
+def test_blocks_pruned_on_the_workers_one_at_a_time_are_each_lists_top_k_of_the_full_scores(
     small_model: PolkuModel, tmp_path: Path
 ) -> None:
     clients, items = tiny_clients(), tiny_catalogue()
     bundle = ModelSource(str(save_local(small_model, tmp_path / "bundle")))
     with dask_client(None, 1, processes=False) as client:
-        pruned = score_on_dask(client, bundle, clients, items, "tiny", ON, block_clients=3, top_k=2)
+        pruned = score_on_dask(client, bundle, clients, items, "tiny", ON, block_clients=3, top_k=2, window=1)
         full = score_on_dask(client, bundle, clients, items, "tiny", ON, block_clients=3)
     expected = prune_top_k(full, kind_index(items), 2)
     assert pruned.row.size < full.row.size
