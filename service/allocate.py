@@ -14,17 +14,28 @@ import logging
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from features.records import ClientProfile, Opportunity
-from models.allocation import Solver, solve
-from models.batch import ModelSource, ScoredPairs, allocation_problem, dask_client, score_block
+from models.allocation import AllocationProblem, Solver, solve
+from models.batch import (
+    ModelSource,
+    ScoredPairs,
+    dask_client,
+    kind_problems,
+    merge_allocations,
+    quantize_scores,
+    score_block,
+    score_block_top_k,
+)
 from models.package import ModelLoadError
 from service.settings import Settings
 from service.storage import repositories as repo
@@ -36,6 +47,10 @@ logger = logging.getLogger(__name__)
 
 EXPERIMENT: Final = "polku-allocation"
 DEFAULT_BLOCK_CLIENTS: Final = 200
+DEFAULT_WINDOW: Final = 16
+"""Blocks of one centre on the cluster at a time (:class:`PendingCentre`): enough to keep the workers busy."""
+DEFAULT_TOP_K: Final = 50
+"""Pairs kept per (client, kind) list before the LP (on the default world: the optimum's value within 0.01 %)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,9 @@ class AllocateOptions:
             faster for one centre of the default world, where starting processes costs more than scoring.
         bundle: score with a saved model bundle (a directory every worker can read) instead of the registry.
         block_clients: clients per Dask task.
+        top_k: pairs kept per (client, kind) list for the allocation, best scores first
+            (:func:`models.batch.prune_top_k`, on the workers); None keeps every first-stage candidate.
+        memory_limit: per worker of the embedded cluster (Dask's ``"auto"``, ``"2GB"``; None: no limit).
         log_mlflow: log each run to MLflow (experiment ``polku-allocation``).
     """
 
@@ -64,6 +82,8 @@ class AllocateOptions:
     processes: bool = False
     bundle: Path | None = None
     block_clients: int = DEFAULT_BLOCK_CLIENTS
+    top_k: int | None = DEFAULT_TOP_K
+    memory_limit: str | None = "auto"
     log_mlflow: bool = True
 
 
@@ -119,6 +139,54 @@ def _resolve_model(settings: Settings, bundle: Path | None, ship_to: Path | None
     return _Model(source, settings.model_name, str(mv.version))
 
 
+@dataclass
+class PendingCentre:
+    """One centre's scoring: the blocks submitted so far, and how to submit the rest (:func:`submit_centre`).
+
+    Only ``window`` blocks are on the cluster at a time; :func:`collect_centre` submits the next block as each
+    one comes back. A block's task carries its clients' records, and Dask hands tasks that depend on scattered
+    data to the workers at once, so submitting every block up front would put a centre's whole population in
+    the workers' memory (1.4 GB more per worker at 100k clients).
+    """
+
+    clients: Sequence[ClientProfile]
+    opportunities: Sequence[Opportunity]
+    starts: list[int]
+    futures: list[Any]
+    submitted: float
+    submit_block: Callable[[int], Any]
+
+
+def submit_centre(
+    client: Any,
+    source: ModelSource,
+    clients: Sequence[ClientProfile],
+    opportunities: Sequence[Opportunity],
+    catalogue_key: str,
+    on: date,
+    block_clients: int = DEFAULT_BLOCK_CLIENTS,
+    top_k: int | None = None,
+    window: int = DEFAULT_WINDOW,
+) -> PendingCentre:
+    """Scatter the catalogue and submit the first ``window`` blocks of clients (one Dask task each); returns at once.
+
+    With ``top_k`` each task keeps only each (client, kind) list's ``top_k`` best pairs
+    (:func:`models.batch.prune_top_k`, on the worker), so only those travel back.
+    """
+    catalogue = client.scatter(list(opportunities), broadcast=True, hash=False)  # fresh keys: no release race
+    size = max(block_clients, 1)
+    starts = list(range(0, len(clients), size))
+    extra: tuple[int, ...] = () if top_k is None else (top_k,)
+    task = score_block if top_k is None else score_block_top_k
+
+    def submit_block(i: int) -> Any:
+        block = list(clients[starts[i] : starts[i] + size])
+        return client.submit(task, source, block, catalogue, catalogue_key, on, *extra, pure=False)
+
+    futures = [submit_block(i) for i in range(min(max(window, 1), len(starts)))]
+    return PendingCentre(clients, opportunities, starts, futures, time.perf_counter(), submit_block)
+
+
 def score_on_dask(
     client: Any,
     source: ModelSource,
@@ -127,17 +195,97 @@ def score_on_dask(
     catalogue_key: str,
     on: date,
     block_clients: int = DEFAULT_BLOCK_CLIENTS,
+    top_k: int | None = None,
+    window: int = DEFAULT_WINDOW,
 ) -> ScoredPairs:
-    """Score ``clients`` x ``opportunities`` as one Dask task per block of clients (catalogue scattered once)."""
-    catalogue = client.scatter(list(opportunities), broadcast=True)
-    starts = list(range(0, len(clients), max(block_clients, 1)))
-    futures = [
-        client.submit(
-            score_block, source, list(clients[s : s + block_clients]), catalogue, catalogue_key, on, pure=False
-        )
-        for s in starts
+    """Score ``clients`` x ``opportunities`` as one Dask task per block of clients (:func:`submit_centre`)."""
+    pending = submit_centre(client, source, clients, opportunities, catalogue_key, on, block_clients, top_k, window)
+    return ScoredPairs.concat(_collect(pending), pending.starts)
+
+
+def _collect(pending: PendingCentre) -> list[ScoredPairs]:
+    """Every block's result in block order: each released on the workers once here, and the next one submitted."""
+    import distributed
+
+    as_completed: Any = distributed.as_completed  # untyped
+    position = {f.key: i for i, f in enumerate(pending.futures)}
+    parts: list[ScoredPairs | None] = [None] * len(pending.starts)
+    done = as_completed(pending.futures, with_results=True)
+    for future, part in done:
+        parts[position.pop(future.key)] = part
+        future.release()
+        following = len(pending.futures)
+        if following < len(pending.starts):
+            nxt = pending.submit_block(following)
+            pending.futures.append(nxt)
+            position[nxt.key] = following
+            done.add(nxt)
+    return cast(list[ScoredPairs], parts)  # as_completed raises if a block failed: every part is here
+
+
+def collect_centre(pending: PendingCentre) -> ScoredPairs:
+    """Wait for a centre's scoring blocks and join them (scores on the LP's grid, :func:`quantize_scores`)."""
+    return quantize_scores(ScoredPairs.concat(_collect(pending), pending.starts))
+
+
+@dataclass(frozen=True)
+class SolvingCentre:
+    """One centre's per-kind allocation problems, submitted to the workers (:func:`start_solving`)."""
+
+    pending: PendingCentre
+    pairs: ScoredPairs
+    problems: list[tuple[npt.NDArray[np.int64], AllocationProblem]]
+    futures: list[Any]
+    scored: float
+
+
+def start_solving(client: Any, pending: PendingCentre, pairs: ScoredPairs, options: AllocateOptions) -> SolvingCentre:
+    """Submit one allocation problem per kind as a Dask task (:func:`models.batch.kind_problems`); returns at once.
+
+    The kinds share neither agents nor items, so their problems are independent (same optimum and prices as one
+    problem) and smaller; as tasks they run side by side, and next to the next centre's scoring.
+    """
+    scored = time.perf_counter()
+    problems = kind_problems(pairs, len(pending.clients), pending.opportunities, options.on)
+    # Ahead of any scoring still queued: a centre's prices are written as soon as they are known.
+    futures = [client.submit(solve, p, options.solver, pure=False, priority=10) for _, p in problems]
+    return SolvingCentre(pending, pairs, problems, futures, scored)
+
+
+def finish_solving(client: Any, solving: SolvingCentre) -> tuple[CentreAllocation, list[ItemPrice]]:
+    """Wait for a centre's solutions, join them and summarise (nothing is written here)."""
+    opportunities, problems = solving.pending.opportunities, solving.problems
+    solved = client.gather(solving.futures)
+    result = merge_allocations([(at, s) for (at, _), s in zip(problems, solved, strict=True)], len(opportunities))
+    capacity = np.zeros(len(opportunities))
+    for positions, problem in problems:
+        capacity[positions] = problem.capacity
+    taken = np.bincount(result.assignment[result.assignment >= 0], minlength=len(opportunities))
+    items = [
+        ItemPrice(o.opportunity_id, float(result.prices[j]), int(capacity[j]), int(taken[j]))
+        for j, o in enumerate(opportunities)
     ]
-    return ScoredPairs.concat(client.gather(futures), starts)
+    summary = CentreAllocation(
+        run_id=uuid.uuid4().hex,
+        centre=opportunities[0].centre if opportunities else "",
+        n_clients=len(solving.pending.clients),
+        n_items=len(opportunities),
+        n_pairs=int(solving.pairs.row.size),
+        priced_items=int(result.binding.sum()),
+        allocated=int((result.assignment >= 0).sum()),
+        total_value=float(result.value),
+        score_seconds=solving.scored - solving.pending.submitted,
+        solve_seconds=result.seconds,
+        seconds=time.perf_counter() - solving.pending.submitted,
+    )
+    return summary, items
+
+
+def finish_centre(
+    client: Any, pending: PendingCentre, options: AllocateOptions
+) -> tuple[CentreAllocation, list[ItemPrice]]:
+    """Collect a centre's scores, solve its allocation on the workers and summarise (nothing is written)."""
+    return finish_solving(client, start_solving(client, pending, collect_centre(pending), options))
 
 
 def allocate_centre(
@@ -149,31 +297,70 @@ def allocate_centre(
     catalogue_key: str,
 ) -> tuple[CentreAllocation, list[ItemPrice]]:
     """Score, solve and summarise one centre (nothing is written here)."""
-    start = time.perf_counter()
-    on = options.on
-    pairs = score_on_dask(client, model.source, clients, opportunities, catalogue_key, on, options.block_clients)
-    scored = time.perf_counter()
-    problem = allocation_problem(pairs, len(clients), opportunities, options.on)
-    result = solve(problem, options.solver)
-    taken = np.bincount(result.assignment[result.assignment >= 0], minlength=len(opportunities))
-    items = [
-        ItemPrice(o.opportunity_id, float(result.prices[j]), int(problem.capacity[j]), int(taken[j]))
-        for j, o in enumerate(opportunities)
-    ]
-    summary = CentreAllocation(
-        run_id=uuid.uuid4().hex,
-        centre=opportunities[0].centre if opportunities else "",
-        n_clients=len(clients),
-        n_items=len(opportunities),
-        n_pairs=int(pairs.row.size),
-        priced_items=int(result.binding.sum()),
-        allocated=int((result.assignment >= 0).sum()),
-        total_value=float(result.value),
-        score_seconds=scored - start,
-        solve_seconds=result.seconds,
-        seconds=time.perf_counter() - start,
+    pending = submit_centre(
+        client, model.source, clients, opportunities, catalogue_key, options.on, options.block_clients, options.top_k
     )
-    return summary, items
+    return finish_centre(client, pending, options)
+
+
+@dataclass(frozen=True)
+class CentreInput:
+    """One centre to allocate: its consenting clients, its catalogue, and the catalogue's key (name and version)."""
+
+    centre: str
+    clients: Sequence[ClientProfile]
+    opportunities: Sequence[Opportunity]
+    catalogue_key: str
+
+
+def allocate_centres(
+    client: Any, source: ModelSource, centres: Iterable[CentreInput], options: AllocateOptions
+) -> Iterator[tuple[CentreAllocation, list[ItemPrice]]]:
+    """Allocate centre after centre, keeping the workers busy without holding every centre at once.
+
+    Two centres are being scored at most (when one is collected the one after next is queued), and a centre's
+    per-kind problems are solved while the next centre is collected, so the workers score and solve side by
+    side; a worker holds two catalogues, not all of them (50k items are about 0.9 GB of records), and a window
+    of blocks per centre (:class:`PendingCentre`). ``centres`` is read lazily, so the next centre is read from
+    the store only when it is submitted. Results come in centre order.
+    """
+    inputs = iter(centres)
+    queue: deque[tuple[CentreInput, PendingCentre]] = deque()
+
+    def submit_next() -> None:
+        nxt = next(inputs, None)
+        if nxt is not None:
+            pending = submit_centre(
+                client,
+                source,
+                nxt.clients,
+                nxt.opportunities,
+                nxt.catalogue_key,
+                options.on,
+                options.block_clients,
+                options.top_k,
+            )
+            queue.append((nxt, pending))
+
+    submit_next()
+    submit_next()
+    solving: tuple[CentreInput, SolvingCentre] | None = None
+    while queue:
+        current, pending = queue.popleft()
+        pairs = collect_centre(pending)  # its catalogue is released on the workers: queue the one after
+        submit_next()
+        started = (current, start_solving(client, pending, pairs, options))
+        if solving is not None:  # the previous centre solved while this one was collected
+            yield _named(solving[0], finish_solving(client, solving[1]))
+        solving = started
+    if solving is not None:
+        yield _named(solving[0], finish_solving(client, solving[1]))
+
+
+def _named(
+    centre: CentreInput, done: tuple[CentreAllocation, list[ItemPrice]]
+) -> tuple[CentreAllocation, list[ItemPrice]]:
+    return CentreAllocation(**{**asdict(done[0]), "centre": centre.centre}), done[1]
 
 
 def run_allocation(settings: Settings, options: AllocateOptions) -> list[CentreAllocation]:
@@ -181,26 +368,28 @@ def run_allocation(settings: Settings, options: AllocateOptions) -> list[CentreA
     engine = make_engine(settings.database_url)
     migrate(engine)
     factory = make_session_factory(engine)
+
+    def read(centre: str) -> CentreInput | None:
+        with session_scope(factory) as session:
+            clients = matching_clients(session, centre)
+            opportunities = [o for o in repo.all_opportunities(session) if o.centre == centre]
+            fingerprint = repo.catalogue_fingerprint(session)
+        if not clients or not opportunities:
+            logger.info("%s: nothing to allocate (%d clients, %d items)", centre, len(clients), len(opportunities))
+            return None
+        return CentreInput(centre, clients, opportunities, f"{centre}:{fingerprint[0]}:{fingerprint[1]}")
+
     out: list[CentreAllocation] = []
     try:
         with (
             tempfile.TemporaryDirectory(prefix="polku-allocate-") as tmp,
-            dask_client(options.scheduler, options.workers, processes=options.processes) as client,
+            dask_client(
+                options.scheduler, options.workers, processes=options.processes, memory_limit=options.memory_limit
+            ) as client,
         ):
             model = _resolve_model(settings, options.bundle, None if options.scheduler else Path(tmp))
-            for centre in options.centres:
-                with session_scope(factory) as session:
-                    clients = matching_clients(session, centre)
-                    opportunities = [o for o in repo.all_opportunities(session) if o.centre == centre]
-                    fingerprint = repo.catalogue_fingerprint(session)
-                if not clients or not opportunities:
-                    logger.info(
-                        "%s: nothing to allocate (%d clients, %d items)", centre, len(clients), len(opportunities)
-                    )
-                    continue
-                key = f"{centre}:{fingerprint[0]}:{fingerprint[1]}"
-                summary, items = allocate_centre(client, model, clients, opportunities, options, key)
-                summary = CentreAllocation(**{**asdict(summary), "centre": centre})
+            inputs = (found for found in map(read, options.centres) if found is not None)
+            for summary, items in allocate_centres(client, model.source, inputs, options):
                 mlflow_run = _log_mlflow(settings, model, options, summary) if options.log_mlflow else None
                 with session_scope(factory) as session:
                     save_price_run(session, _run_row(model, options, summary, mlflow_run), items)
@@ -246,6 +435,7 @@ def _log_mlflow(settings: Settings, model: _Model, options: AllocateOptions, s: 
                     "model_version": model.version,
                     "scheduler": "external" if options.scheduler else f"local:{options.workers}",
                     "block_clients": options.block_clients,
+                    "top_k": options.top_k,
                 }
             )
             mlflow.log_metrics(

@@ -295,6 +295,13 @@ def allocate_cmd(
         Path | None, typer.Option("--bundle", help="Score with a saved model bundle instead of the registry champion.")
     ] = None,
     mlflow_log: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log each run to MLflow.")] = True,
+    top_k: Annotated[
+        int, typer.Option("--top-k", min=0, help="Pairs kept per (client, kind) list for the LP (0: all).")
+    ] = 50,
+    block_clients: Annotated[int, typer.Option("--block-clients", min=1, help="Clients per Dask task.")] = 200,
+    memory_limit: Annotated[
+        str, typer.Option("--memory-limit", help="Per worker of the embedded cluster (auto, 2GB, 0: none).")
+    ] = "auto",
 ) -> None:
     """Nightly allocation: score all eligible pairs on Dask, solve under seat capacity, store congestion prices."""
     from datetime import date
@@ -323,6 +330,9 @@ def allocate_cmd(
         workers=workers,
         processes=processes,
         bundle=bundle,
+        block_clients=block_clients,
+        top_k=top_k or None,
+        memory_limit=None if memory_limit in ("0", "none") else memory_limit,
         log_mlflow=mlflow_log,
     )
     for run in run_allocation(Settings(), options):

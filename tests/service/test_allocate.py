@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 
 from features.eligibility import EligibilityEvaluator
 from features.records import KINDS
-from models.batch import allocation_problem, score_clients
+from models.batch import ModelSource, allocation_problem, dask_client, kind_index, prune_top_k, score_clients
 from models.package import PolkuModel
 from models.packaging import save_local
-from service.allocate import AllocateOptions, run_allocation
+from service.allocate import AllocateOptions, run_allocation, score_on_dask
 from service.storage import repositories as repo
 from service.storage.db import make_engine, make_session_factory, migrate
 from service.storage.prices import latest_price_run, prices_version
@@ -82,6 +82,46 @@ def test_allocate_writes_prices_and_run_metadata(db_url: str, small_model: Polku
     engine.dispose()
 
 
+def test_blocks_pruned_on_the_workers_one_at_a_time_are_each_lists_top_k_of_the_full_scores(
+    small_model: PolkuModel, tmp_path: Path
+) -> None:
+    clients, items = tiny_clients(), tiny_catalogue()
+    bundle = ModelSource(str(save_local(small_model, tmp_path / "bundle")))
+    with dask_client(None, 1, processes=False) as client:
+        pruned = score_on_dask(client, bundle, clients, items, "tiny", ON, block_clients=3, top_k=2, window=1)
+        full = score_on_dask(client, bundle, clients, items, "tiny", ON, block_clients=3)
+    expected = prune_top_k(full, kind_index(items), 2)
+    assert pruned.row.size < full.row.size
+    assert pruned.row.tolist() == expected.row.tolist()
+    assert pruned.item.tolist() == expected.item.tolist()
+    assert pruned.score == pytest.approx(expected.score)
+
+
+def test_every_centre_with_clients_and_items_gets_its_own_run_in_order(
+    db_url: str, small_model: PolkuModel, tmp_path: Path
+) -> None:
+    settings = make_settings(db_url, tmp_path / "data")
+    engine = make_engine(db_url)
+    migrate(engine)
+    with make_session_factory(engine)() as session:
+        repo.upsert_opportunities(session, tiny_catalogue())
+        repo.upsert_clients(session, tiny_clients())
+        session.commit()
+    bundle = save_local(small_model, tmp_path / "bundle")
+    options = AllocateOptions(
+        centres=("espoo", "turku", "helsinki"), on=ON, workers=1, bundle=bundle, block_clients=4, log_mlflow=False
+    )
+    runs = run_allocation(settings, options)
+    assert [(r.centre, r.n_items) for r in runs] == [("espoo", 1), ("helsinki", 12)]  # turku has nobody
+    with make_session_factory(engine)() as session:
+        assert {c: latest_price_run(session, c) is not None for c in ("espoo", "turku", "helsinki")} == {
+            "espoo": True,
+            "turku": False,
+            "helsinki": True,
+        }
+    engine.dispose()
+
+
 def test_allocate_command_refuses_bad_options_naming_them() -> None:
     from polku import app
 
@@ -90,6 +130,7 @@ def test_allocate_command_refuses_bad_options_naming_them() -> None:
         (["allocate", "--centre", "atlantis"], "--centre"),
         (["allocate", "--solver", "simplex"], "--solver"),
         (["allocate", "--date", "yesterday"], "--date"),
+        (["allocate", "--top-k", "-1"], "--top-k"),
     ]:
         result = runner.invoke(app, args)
         assert result.exit_code != 0
