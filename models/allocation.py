@@ -26,6 +26,7 @@ measured comparison (value, seconds, overfilled seats) is in ``benchmarks/conges
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -38,8 +39,13 @@ from features.records import Opportunity
 
 Solver = Literal["highs", "sinkhorn"]
 SOLVERS: Final[tuple[Solver, ...]] = ("highs", "sinkhorn")
+logger = logging.getLogger(__name__)
 PRICE_EPS: Final = 1e-9
 """Prices below this are reported as 0 (solver round-off)."""
+PRICE_TOLERANCE: Final = 1e-7
+"""Relative slack first allowed in the price constraints when the solver's vertex is optimal only within its
+tolerance (HiGHS stops within ~1e-7: on large problems of nearly tied values the exact constraints then form a
+negative cycle); raised tenfold up to three times before giving up."""
 
 
 class AllocationError(ValueError):
@@ -219,7 +225,7 @@ def _mid_prices(
     minus the shortest distances to it (Bellman-Ford; milliseconds where a second and third LP took seconds).
     """
     from scipy import sparse
-    from scipy.sparse.csgraph import shortest_path
+    from scipy.sparse.csgraph import NegativeCycleError, shortest_path
 
     m = full_item.size
     s = assignment[a]
@@ -248,9 +254,20 @@ def _mid_prices(
     key, w = key[order], w[order]
     first = np.r_[True, key[1:] != key[:-1]]  # the tightest constraint per edge
     key, w = key[first], w[first]
-    graph = sparse.csr_array((w, (key // (m + 1), key % (m + 1))), shape=(m + 1, m + 1))
-    greatest = shortest_path(graph, method="BF", directed=True, indices=0)[1:]
-    least = -shortest_path(graph.T.tocsr(), method="BF", directed=True, indices=0)[1:]
+    rows, cols = key // (m + 1), key % (m + 1)
+    slack = 0.0
+    for slack in (0.0, *(PRICE_TOLERANCE * max(top, 1.0) * 10.0**e for e in range(4))):
+        graph = sparse.csr_array((w + slack, (rows, cols)), shape=(m + 1, m + 1))
+        try:
+            greatest = shortest_path(graph, method="BF", directed=True, indices=0)[1:]
+            least = -shortest_path(graph.T.tocsr(), method="BF", directed=True, indices=0)[1:]
+            break
+        except NegativeCycleError:  # the solver's vertex is optimal only within its tolerance
+            continue
+    else:
+        raise AllocationError("no congestion prices: the allocation is not optimal within 1e-4 of the top value")
+    if slack:
+        logger.info("congestion prices with a slack of %.3g per constraint (solver tolerance)", slack)
     prices = np.maximum((np.maximum(least, 0.0) + greatest) / 2, 0.0)
     prices[~full_item] = 0.0
     return prices

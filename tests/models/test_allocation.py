@@ -12,6 +12,7 @@ from models.allocation import (
     SOLVERS,
     AllocationError,
     AllocationProblem,
+    _mid_prices,
     adjusted_scores,
     capacity_of,
     solve,
@@ -133,3 +134,18 @@ def test_adjusted_scores_subtract_the_price_of_each_position() -> None:
     out = adjusted_scores([1.0, 2.0], [2, 0], np.array([0.5, 0.0, 0.25]))
     assert out.tolist() == [0.75, 1.5]
     assert adjusted_scores([1.0], [0], None).tolist() == [1.0]
+
+
+def test_prices_survive_an_optimum_that_is_exact_only_within_the_solvers_tolerance() -> None:
+    # two clients, two one-seat items; swapping them gains 1e-9, below HiGHS's tolerance. Given the (tolerably)
+    # suboptimal assignment, the exact price constraints contradict each other by 1e-9 (a negative cycle): the
+    # prices are found with a slack instead of failing, and still send each client to the item they were given.
+    a = np.array([0, 0, 1, 1])
+    j = np.array([0, 1, 0, 1])
+    v = np.array([1.0, 0.5, 1.0, 0.5 + 1e-9])
+    assignment = np.array([1, 0])
+    prices = _mid_prices(a, j, v, assignment, np.array([True, True]))
+    assert np.all(prices >= 0)
+    # client 0 (on item 1) and client 1 (on item 0) each prefer their own item by the prices, within the slack
+    assert v[1] - prices[1] >= v[0] - prices[0] - 1e-6
+    assert v[2] - prices[0] >= v[3] - prices[1] - 1e-6
