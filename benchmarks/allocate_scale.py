@@ -102,14 +102,17 @@ def run_batch(
     """Every centre scored and solved on a LocalCluster of ``workers`` processes, as ``polku allocate`` does."""
     from features.centres import CENTRES
     from models.batch import ModelSource, dask_client, worker_peak_rss
-    from service.allocate import AllocateOptions, CentreInput, allocate_centres
+    from service.allocate import AllocateOptions, CentreInput, allocate_centres, solver_pool
 
     source = ModelSource(str(bundle.resolve()))
     options = AllocateOptions(centres=tuple(CENTRES), on=on, block_clients=block_clients, top_k=top_k)
     centres: list[dict[str, Any]] = []
     usage = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
-    with dask_client(None, workers, processes=True, memory_limit=memory_limit) as client:
+    with (
+        solver_pool() as pool,
+        dask_client(None, workers, processes=True, memory_limit=memory_limit) as client,
+    ):
         from distributed import get_task_stream
 
         started = time.perf_counter()
@@ -124,7 +127,7 @@ def run_batch(
                 for centre in CENTRES
             )
             present = (i for i in inputs if i.clients and i.opportunities)
-            for run, _ in allocate_centres(client, source, present, options):
+            for run, _ in allocate_centres(client, source, present, options, pool):
                 centres.append(
                     {
                         "centre": run.centre,
@@ -143,6 +146,7 @@ def run_batch(
         scored = max((c["done_s"] for c in centres), default=0.0)
         tasks = task_seconds(stream.data)
         peaks = client.run(worker_peak_rss)
+        solver_peak = pool.submit(worker_peak_rss).result()
     total = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF)
     driver_cpu = after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime
@@ -159,6 +163,7 @@ def run_batch(
         "pairs": sum(c["pairs"] for c in centres),
         "clients": sum(c["clients"] for c in centres),
         "worker_peak_rss_bytes": sorted(int(v) for v in peaks.values()),
+        "solver_process_peak_rss_bytes": int(solver_peak),
         "centres": centres,
     }
 

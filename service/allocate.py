@@ -3,7 +3,8 @@
 For each centre: the clients who consented to matching and the centre's catalogue are read from the store; blocks
 of clients are scored as Dask tasks with the champion (:func:`models.batch.score_block`, the serving code; the
 workers load the model from its MLflow URI or a bundle path, never a pickle of a live model); the allocation is
-solved per (client, kind) list with :mod:`models.allocation`; the prices per item and the run's metadata are
+solved per (client, kind) list with :mod:`models.allocation` in a solver process beside this one (not on the
+workers: the one step that needs a whole centre in one place); the prices per item and the run's metadata are
 written to the store (``service.storage.prices``) and logged to MLflow as a batch run (counts, totals and times,
 never client identifiers). Services pick a new run up at their next request for that centre.
 """
@@ -11,11 +12,14 @@ never client identifiers). Services pick a new run up at their next request for 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import tempfile
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
@@ -25,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from features.records import ClientProfile, Opportunity
-from models.allocation import AllocationProblem, Solver, solve
+from models.allocation import Allocation, AllocationProblem, Solver, solve
 from models.batch import (
     ModelSource,
     ScoredPairs,
@@ -230,32 +234,46 @@ def collect_centre(pending: PendingCentre) -> ScoredPairs:
 
 @dataclass(frozen=True)
 class SolvingCentre:
-    """One centre's per-kind allocation problems, submitted to the workers (:func:`start_solving`)."""
+    """One centre's per-kind allocation problems, submitted to the solver process (:func:`start_solving`)."""
 
     pending: PendingCentre
     pairs: ScoredPairs
     problems: list[tuple[npt.NDArray[np.int64], AllocationProblem]]
-    futures: list[Any]
+    futures: list[Future[Allocation]]
     scored: float
 
 
-def start_solving(client: Any, pending: PendingCentre, pairs: ScoredPairs, options: AllocateOptions) -> SolvingCentre:
-    """Submit one allocation problem per kind as a Dask task (:func:`models.batch.kind_problems`); returns at once.
+@contextmanager
+def solver_pool() -> Iterator[Executor]:
+    """One solver process beside this one: the linear programmes run there, not on the Dask workers.
+
+    A centre's problems are the one step that needs the whole centre in one place (HiGHS and the price step held
+    3 GB for Helsinki's 4.5M pairs at 100k clients), so they run on the coordinator's machine, in their own
+    process (HiGHS and Bellman-Ford would otherwise hold this process's interpreter while it collects the next
+    centre), and the workers keep to scoring within their memory limit.
+    """
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
+
+
+def start_solving(
+    pool: Executor, pending: PendingCentre, pairs: ScoredPairs, options: AllocateOptions
+) -> SolvingCentre:
+    """Submit one allocation problem per kind to the solver process (:func:`models.batch.kind_problems`).
 
     The kinds share neither agents nor items, so their problems are independent (same optimum and prices as one
-    problem) and smaller; as tasks they run side by side, and next to the next centre's scoring.
+    problem) and smaller; they are solved while the workers score the next centre. Returns at once.
     """
     scored = time.perf_counter()
     problems = kind_problems(pairs, len(pending.clients), pending.opportunities, options.on)
-    # Ahead of any scoring still queued: a centre's prices are written as soon as they are known.
-    futures = [client.submit(solve, p, options.solver, pure=False, priority=10) for _, p in problems]
+    futures = [pool.submit(solve, p, options.solver) for _, p in problems]
     return SolvingCentre(pending, pairs, problems, futures, scored)
 
 
-def finish_solving(client: Any, solving: SolvingCentre) -> tuple[CentreAllocation, list[ItemPrice]]:
+def finish_solving(solving: SolvingCentre) -> tuple[CentreAllocation, list[ItemPrice]]:
     """Wait for a centre's solutions, join them and summarise (nothing is written here)."""
     opportunities, problems = solving.pending.opportunities, solving.problems
-    solved = client.gather(solving.futures)
+    solved = [future.result() for future in solving.futures]
     result = merge_allocations([(at, s) for (at, _), s in zip(problems, solved, strict=True)], len(opportunities))
     capacity = np.zeros(len(opportunities))
     for positions, problem in problems:
@@ -281,11 +299,10 @@ def finish_solving(client: Any, solving: SolvingCentre) -> tuple[CentreAllocatio
     return summary, items
 
 
-def finish_centre(
-    client: Any, pending: PendingCentre, options: AllocateOptions
-) -> tuple[CentreAllocation, list[ItemPrice]]:
-    """Collect a centre's scores, solve its allocation on the workers and summarise (nothing is written)."""
-    return finish_solving(client, start_solving(client, pending, collect_centre(pending), options))
+def finish_centre(pending: PendingCentre, options: AllocateOptions) -> tuple[CentreAllocation, list[ItemPrice]]:
+    """Collect a centre's scores, solve its allocation in a solver process and summarise (nothing is written)."""
+    with solver_pool() as pool:
+        return finish_solving(start_solving(pool, pending, collect_centre(pending), options))
 
 
 def allocate_centre(
@@ -300,7 +317,7 @@ def allocate_centre(
     pending = submit_centre(
         client, model.source, clients, opportunities, catalogue_key, options.on, options.block_clients, options.top_k
     )
-    return finish_centre(client, pending, options)
+    return finish_centre(pending, options)
 
 
 @dataclass(frozen=True)
@@ -314,16 +331,25 @@ class CentreInput:
 
 
 def allocate_centres(
-    client: Any, source: ModelSource, centres: Iterable[CentreInput], options: AllocateOptions
+    client: Any,
+    source: ModelSource,
+    centres: Iterable[CentreInput],
+    options: AllocateOptions,
+    pool: Executor | None = None,
 ) -> Iterator[tuple[CentreAllocation, list[ItemPrice]]]:
     """Allocate centre after centre, keeping the workers busy without holding every centre at once.
 
     Two centres are being scored at most (when one is collected the one after next is queued), and a centre's
-    per-kind problems are solved while the next centre is collected, so the workers score and solve side by
-    side; a worker holds two catalogues, not all of them (50k items are about 0.9 GB of records), and a window
+    per-kind problems are solved in the solver process (:func:`solver_pool`) while the workers score the next
+    centre; a worker holds two catalogues, not all of them (50k items are about 0.9 GB of records), and a window
     of blocks per centre (:class:`PendingCentre`). ``centres`` is read lazily, so the next centre is read from
-    the store only when it is submitted. Results come in centre order.
+    the store only when it is submitted. Results come in centre order. ``pool``: the solver process to use
+    (default: a new :func:`solver_pool`).
     """
+    if pool is None:
+        with solver_pool() as own:
+            yield from allocate_centres(client, source, centres, options, own)
+        return
     inputs = iter(centres)
     queue: deque[tuple[CentreInput, PendingCentre]] = deque()
 
@@ -349,12 +375,12 @@ def allocate_centres(
         current, pending = queue.popleft()
         pairs = collect_centre(pending)  # its catalogue is released on the workers: queue the one after
         submit_next()
-        started = (current, start_solving(client, pending, pairs, options))
+        started = (current, start_solving(pool, pending, pairs, options))
         if solving is not None:  # the previous centre solved while this one was collected
-            yield _named(solving[0], finish_solving(client, solving[1]))
+            yield _named(solving[0], finish_solving(solving[1]))
         solving = started
     if solving is not None:
-        yield _named(solving[0], finish_solving(client, solving[1]))
+        yield _named(solving[0], finish_solving(solving[1]))
 
 
 def _named(
