@@ -149,3 +149,25 @@ def test_prices_survive_an_optimum_that_is_exact_only_within_the_solvers_toleran
     # client 0 (on item 1) and client 1 (on item 0) each prefer their own item by the prices, within the slack
     assert v[1] - prices[1] >= v[0] - prices[0] - 1e-6
     assert v[2] - prices[0] >= v[3] - prices[1] - 1e-6
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_reweighted_price_search_gives_the_bellman_ford_prices(seed: int) -> None:
+    # Dijkstra on weights reduced by the solver's duals (what solve_lp runs) and plain Bellman-Ford agree
+    rng = np.random.default_rng(seed)
+    n_agents, n_items = 60, 12
+    pairs = {
+        (int(a), int(j)) for a, j in zip(rng.integers(0, n_agents, 400), rng.integers(0, n_items, 400), strict=True)
+    }
+    agent, item = (np.array(x) for x in zip(*sorted(pairs), strict=True))
+    value = np.round(rng.uniform(0.1, 2.0, agent.size), 3)
+    problem = AllocationProblem.build(agent, item, value, rng.integers(0, 4, n_items), n_agents)
+    solved = solve(problem)
+    assert solved.binding.any()
+    seats = np.floor(problem.capacity)
+    taken = np.bincount(solved.assignment[solved.assignment >= 0], minlength=n_items)
+    keep = (problem.value > 0) & (seats[problem.item] > 0)
+    plain = _mid_prices(
+        problem.agent[keep], problem.item[keep], problem.value[keep], solved.assignment, (taken >= seats) & (seats > 0)
+    )
+    np.testing.assert_allclose(solved.prices, plain, atol=1e-9)
