@@ -199,7 +199,10 @@ def solve_lp(problem: AllocationProblem) -> Allocation:
     assignment[a[chosen]] = j[chosen]
     value = float(v[chosen].sum())
     taken = np.bincount(assignment[assignment >= 0], minlength=m)
-    duals = -np.asarray(res.ineqlin.marginals, dtype=np.float64)[n:]  # one optimal price vector (HiGHS's vertex)
+    marginals = getattr(getattr(res, "ineqlin", None), "marginals", None)
+    duals = None if marginals is None else -np.asarray(marginals, dtype=np.float64)[n:]  # HiGHS's optimal prices
+    if duals is not None and not np.all(np.isfinite(duals)):
+        duals = None  # no usable potential: Bellman-Ford on the raw constraints instead
     full = (taken >= seats) & (seats > 0)
     prices = _mid_prices(a, j, v, assignment, full, potential=duals)  # 0 where seats are left or none
     return Allocation(prices, assignment, value, _overfilled(problem, assignment), "highs", time.perf_counter() - start)
@@ -232,6 +235,8 @@ def _mid_prices(
     edges' reduced weights ``w + p_from - p_to`` are >= 0) both searches run Dijkstra on the reduced weights
     (Johnson's reweighting): the same distances in O(E log V) instead of Bellman-Ford's O(V E), which took
     minutes on a centre of 100k clients. Reduced weights below 0 by the solver's tolerance are taken as 0.
+    Without a potential (the reference, and the fallback when the solver reports no duals), Bellman-Ford runs on
+    the constraints as they are, with a slack of the solver's tolerance if they form a negative cycle.
     """
     from scipy import sparse
     from scipy.sparse.csgraph import NegativeCycleError, shortest_path

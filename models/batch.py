@@ -88,7 +88,7 @@ def score_clients(
     """Scores of every eligible pair of ``clients`` x ``opportunities`` at day ``on`` (serving's candidate rules)."""
     evaluator = evaluator or EligibilityEvaluator(opportunities)
     items = items if items is not None else model.encode_items(opportunities)
-    kind_of = np.array([KINDS.index(o.kind) for o in opportunities], dtype=np.int8)
+    kind_of = kind_index(opportunities)
     rows: list[npt.NDArray[np.int64]] = []
     idx: list[npt.NDArray[np.int64]] = []
     scores: list[npt.NDArray[np.float64]] = []
@@ -271,8 +271,7 @@ def allocation_problem(
     A client can take one item of each kind, as each kind is its own suggestion list; seats are the next
     intake's (:func:`models.allocation.capacity_of`).
     """
-    kind_of = np.array([KINDS.index(o.kind) for o in opportunities], dtype=np.int64)
-    agent = pairs.row * len(KINDS) + kind_of[pairs.item]
+    agent = pairs.row * len(KINDS) + kind_index(opportunities)[pairs.item]
     capacity = [capacity_of(o, on) for o in opportunities]
     return AllocationProblem.build(agent, pairs.item, pairs.score, capacity, n_clients * len(KINDS))
 

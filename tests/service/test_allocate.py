@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -50,7 +51,8 @@ def test_one_agent_per_client_and_kind_with_next_intake_seats(small_model: Polku
     assert problem.capacity[full] == 0
 
 
-def test_allocate_writes_prices_and_run_metadata(db_url: str, small_model: PolkuModel, tmp_path: Path) -> None:
+def _tiny_store(db_url: str, model: PolkuModel, tmp_path: Path) -> tuple[Any, Any, Path]:
+    """Settings and an engine on a migrated store holding the tiny catalogue and clients, and a model bundle."""
     settings = make_settings(db_url, tmp_path / "data")
     engine = make_engine(db_url)
     migrate(engine)
@@ -58,7 +60,11 @@ def test_allocate_writes_prices_and_run_metadata(db_url: str, small_model: Polku
         repo.upsert_opportunities(session, tiny_catalogue())
         repo.upsert_clients(session, tiny_clients())
         session.commit()
-    bundle = save_local(small_model, tmp_path / "bundle")
+    return settings, engine, save_local(model, tmp_path / "bundle")
+
+
+def test_allocate_writes_prices_and_run_metadata(db_url: str, small_model: PolkuModel, tmp_path: Path) -> None:
+    settings, engine, bundle = _tiny_store(db_url, small_model, tmp_path)
     options = AllocateOptions(centres=("helsinki",), on=ON, workers=1, bundle=bundle, block_clients=4, log_mlflow=False)
     (run,) = run_allocation(settings, options)
     helsinki = [o for o in tiny_catalogue() if o.centre == "helsinki"]
@@ -100,14 +106,7 @@ def test_blocks_pruned_on_the_workers_one_at_a_time_are_each_lists_top_k_of_the_
 def test_every_centre_with_clients_and_items_gets_its_own_run_in_order(
     db_url: str, small_model: PolkuModel, tmp_path: Path
 ) -> None:
-    settings = make_settings(db_url, tmp_path / "data")
-    engine = make_engine(db_url)
-    migrate(engine)
-    with make_session_factory(engine)() as session:
-        repo.upsert_opportunities(session, tiny_catalogue())
-        repo.upsert_clients(session, tiny_clients())
-        session.commit()
-    bundle = save_local(small_model, tmp_path / "bundle")
+    settings, engine, bundle = _tiny_store(db_url, small_model, tmp_path)
     options = AllocateOptions(
         centres=("espoo", "turku", "helsinki"), on=ON, workers=1, bundle=bundle, block_clients=4, log_mlflow=False
     )
